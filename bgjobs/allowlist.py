@@ -1,0 +1,288 @@
+"""Class path + method + raw params -> a validated JobSpec, or a RejectedError.
+
+Only classes listed in config.yaml are imported. A method runs only if it is
+public, callable, and defined on the class or one of its own bases (never on
+`object` or another builtin). Params are coerced to the method's annotated
+types and bound to its signature, all before a job row exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ClassPolicy, Config
+from .errors import RejectedError
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    class_path: str
+    method: str
+    params: tuple
+
+
+def class_path_of(job: object) -> str:
+    """A class object or a dotted path string -> the dotted path."""
+    if isinstance(job, str):
+        return job
+    if isinstance(job, type):
+        return f"{job.__module__}.{job.__qualname__}"
+    raise RejectedError(f"expected a job class or a dotted class path, got {job!r}", field="class")
+
+
+def ensure_import_path(config: Config) -> None:
+    """Put the project root first on sys.path, so `jobs.x.Y` imports from anywhere."""
+    root = str(config.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def allowed_entry(config: Config, class_path: str) -> ClassPolicy:
+    entry = config.classes.get(class_path)
+    if entry is None:
+        raise RejectedError(
+            f"class {class_path} is not in allowed_classes ({config.path.name}); "
+            f"add it there to allow it",
+            field="class",
+        )
+    return entry
+
+
+def resolve_class(config: Config, class_path: str) -> type:
+    """Import an allowlisted class. Raises RejectedError for anything else."""
+    allowed_entry(config, class_path)
+    ensure_import_path(config)
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a broken job module is the user's to fix
+        raise RejectedError(
+            f"cannot import module {module_name} for {class_path}: "
+            f"{type(exc).__name__}: {exc}",
+            field="class",
+        ) from None
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type):
+        raise RejectedError(f"{class_path} is not a class in module {module_name}", field="class")
+    return cls
+
+
+def find_method(config: Config, cls: type, class_path: str, method: str):
+    """The raw attribute for `method`, checked against every rule."""
+    entry = allowed_entry(config, class_path)
+    if not isinstance(method, str) or not method.isidentifier():
+        raise RejectedError(f"{method!r} is not a method name", field="method")
+    if method.startswith("_"):
+        raise RejectedError(
+            f"method {method} of {class_path} is private; only public methods "
+            f"(no leading underscore) can run",
+            field="method",
+        )
+    if entry.methods is not None and method not in entry.methods:
+        raise RejectedError(
+            f"method {method} of {class_path} is not in its allowed methods "
+            f"({', '.join(entry.methods)}); add it to 'methods' in {config.path.name}",
+            field="method",
+        )
+    for klass in cls.__mro__:
+        if klass.__module__ == "builtins":
+            continue  # object's (and dict's, list's...) methods never count
+        if method in vars(klass):
+            raw = vars(klass)[method]
+            break
+    else:
+        raise RejectedError(
+            f"{class_path} has no method {method}; its public methods are: "
+            f"{', '.join(public_methods(cls)) or '(none)'}",
+            field="method",
+        )
+    func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+    if isinstance(raw, type) or not callable(func):
+        raise RejectedError(f"{class_path}.{method} is not a callable method", field="method")
+    return raw
+
+
+def public_methods(cls: type) -> list[str]:
+    """Names of the public methods defined on `cls` or its non-builtin bases."""
+    names = set()
+    for klass in cls.__mro__:
+        if klass.__module__ == "builtins":
+            continue
+        for name, raw in vars(klass).items():
+            func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+            if not name.startswith("_") and callable(func) and not isinstance(raw, type):
+                names.add(name)
+    return sorted(names)
+
+
+def allowed_methods(config: Config, cls: type, class_path: str) -> list[str]:
+    entry = allowed_entry(config, class_path)
+    methods = public_methods(cls)
+    return [m for m in methods if entry.methods is None or m in entry.methods]
+
+
+def validate(config: Config, job: object, method: str, params: tuple | list) -> JobSpec:
+    """Check class, method and params; coerce params. Raises RejectedError."""
+    class_path = class_path_of(job)
+    cls = resolve_class(config, class_path)
+    raw = find_method(config, cls, class_path, method)
+    _check_constructible(cls, class_path)
+    params = coerce_params(cls, raw, class_path, method, list(params))
+    try:
+        json.dumps(params)
+    except (TypeError, ValueError):
+        raise RejectedError(
+            "params must be JSON values (str, int, float, bool, None, list, dict)",
+            field="params",
+        ) from None
+    return JobSpec(class_path, method, tuple(params))
+
+
+def check_again(config: Config, class_path: str, method: str):
+    """The runner's re-check before it runs anything: the bound callable."""
+    cls = resolve_class(config, class_path)
+    find_method(config, cls, class_path, method)
+    return getattr(cls(), method)
+
+
+def _check_constructible(cls: type, class_path: str) -> None:
+    import inspect
+
+    try:
+        inspect.signature(cls).bind()
+    except TypeError:
+        raise RejectedError(
+            f"{class_path} cannot be created without arguments; job classes are "
+            f"instantiated as {cls.__name__}()",
+            field="class",
+        ) from None
+    except ValueError:
+        pass  # no signature to read (a C type): let it be
+
+
+def parameters(cls: type, raw) -> list:
+    """The method's parameters as callers pass them (no self/cls), with types."""
+    import inspect
+    import typing
+
+    func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+    sig = inspect.signature(func)
+    params = list(sig.parameters.values())
+    if not isinstance(raw, staticmethod) and params:
+        params = params[1:]  # self, or cls for a classmethod
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}
+    return [p.replace(annotation=hints.get(p.name, p.annotation)) for p in params]
+
+
+def coerce_params(cls: type, raw, class_path: str, method: str, values: list) -> list:
+    import inspect
+
+    params = parameters(cls, raw)
+    positional = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    required = [p for p in positional if p.default is inspect.Parameter.empty]
+    if len(values) < len(required) or (len(values) > len(positional) and not has_varargs):
+        names = ", ".join(p.name for p in positional) or "none"
+        want = (
+            f"{len(required)}" if len(required) == len(positional) else
+            f"{len(required)} to {len(positional)}"
+        )
+        if has_varargs:
+            want = f"at least {len(required)}"
+        raise RejectedError(
+            f"{class_path}.{method} takes {want} params ({names}); got {len(values)}; "
+            f"pass one --params=VALUE per param",
+            field="params",
+        )
+    varargs = next((p for p in params if p.kind == p.VAR_POSITIONAL), None)
+    out = []
+    for i, value in enumerate(values):
+        p = positional[i] if i < len(positional) else varargs
+        out.append(coerce(value, p.annotation, p.name))
+    return out
+
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Turn a CLI string (or an API value) into the annotated type, or refuse."""
+    import inspect
+    import types
+    import typing
+
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return value
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")
+                             and len(args) < len(typing.get_args(annotation))):
+            return None
+        errors = []
+        for arg in args:
+            try:
+                return coerce(value, arg, name)
+            except RejectedError as exc:
+                errors.append(str(exc))
+        raise RejectedError(errors[0] if errors else f"param {name}: bad value", field=name)
+    target = origin or annotation
+    label = getattr(annotation, "__name__", str(annotation))
+
+    def bad(why: str = "") -> RejectedError:
+        return RejectedError(f"param {name} must be {label}; got {value!r}{why}", field=name)
+
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad(" (use true or false)")
+    if target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if target is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                result = float(value.strip())
+            except ValueError:
+                raise bad() from None
+            if result != result or result in (float("inf"), float("-inf")):
+                raise bad(" (NaN and infinity are not allowed)")
+            return result
+        raise bad()
+    if target is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if target in (list, dict, tuple):
+        want = list if target is tuple else target
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise bad(" (pass JSON, e.g. [1, 2] or {\"k\": 1})") from None
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, want):
+            raise bad()
+        return value
+    return value  # an annotation we do not coerce: passed through as given

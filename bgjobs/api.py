@@ -1,0 +1,81 @@
+"""The library: what the CLI, the dashboard and user code all call."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import cancel as _cancel
+from . import launcher
+from .config import Config
+from .errors import NoSuchJob, WaitTimeout
+from .job import Job
+from .runtime import open_runtime
+
+_ConfigArg = Config | str | os.PathLike | None
+
+
+def run_background_job(job, method: str, *params, config: _ConfigArg = None, **options) -> int:
+    """Validate and queue `job.method(*params)` to run in its own process; returns
+    the new job's id at once. `job` is a class or a dotted path string.
+
+    Options (as on the CLI): priority, delay, at, max_retries, retry_delay,
+    timeout, source, user. Raises RejectedError (nothing is created) when the
+    class, method or params are not allowed.
+    """
+    return submit(job, method, params, config=config, **options).id
+
+
+def submit(job, method: str, params=(), *, config: _ConfigArg = None, **options) -> Job:
+    """Like run_background_job, but returns the new Job snapshot."""
+    options.setdefault("source", "api")
+    return launcher.submit(open_runtime(config), job, method, params, **options)
+
+
+def cancel_job(job_id: int, *, grace: float | None = None, source: str = "api",
+               user: str | None = None, config: _ConfigArg = None, wait: bool = True):
+    """Stop job `job_id`; returns a CancelResult once it is final. Raises NoSuchJob,
+    AlreadyFinal or CancelInProgress. See bgjobs.cancel."""
+    return _cancel.cancel(open_runtime(config), int(job_id), grace=grace, source=source,
+                          user=user, wait=wait)
+
+
+def get_job(job_id: int, *, config: _ConfigArg = None, refresh: bool = True) -> Job:
+    """The job's current row (after a dispatch, so lost runners are settled)."""
+    rt = open_runtime(config)
+    if refresh:
+        launcher.dispatch(rt)
+    job = rt.store.get(int(job_id))
+    if job is None:
+        raise NoSuchJob(job_id)
+    return job
+
+
+def list_jobs(*, config: _ConfigArg = None, refresh: bool = True, **filters) -> list[Job]:
+    """Recent jobs, newest first; filters as Store.list_jobs (statuses, class_path,
+    since, until, text, limit)."""
+    rt = open_runtime(config)
+    if refresh:
+        launcher.dispatch(rt)
+    return rt.store.list_jobs(**filters)
+
+
+def wait_for(job_id: int, *, timeout: float | None = None, config: _ConfigArg = None) -> Job:
+    """Block until the job is final; returns it. Raises WaitTimeout."""
+    rt = open_runtime(config)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause, last_dispatch = 0.01, time.monotonic()
+    while True:
+        job = rt.store.get(int(job_id))
+        if job is None:
+            raise NoSuchJob(job_id)
+        if job.is_final:
+            return job
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise WaitTimeout(f"job {job_id} is still {job.status.value} after {timeout:g}s")
+        if now - last_dispatch > 1.0:
+            launcher.dispatch(rt)  # settle a lost runner, start a due retry
+            last_dispatch = now
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.2)

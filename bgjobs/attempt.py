@@ -1,0 +1,97 @@
+"""The attempt: runs inside the runner's forked child, in its own process group.
+
+It re-checks the allowlist, sets the job's niceness, runs the method (with
+asyncio for `async def`), and reports the outcome to the runner as one JSON
+document on a pipe. Whatever happens, it leaves with os._exit, so nothing of
+the runner's state (atexit hooks, buffers) runs twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+
+from . import allowlist, context, procs
+from .errors import RejectedError
+
+MAX_REPORT = 60 * 1024  # stays below a pipe's buffer, so the write never blocks
+
+
+def child_main(rt, job, result_fd: int, parent: int) -> None:
+    code, report = 1, {"ok": False}
+    try:
+        os.setpgid(0, 0)
+        procs.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(70)  # the runner died while we forked
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        sys.stdout.reconfigure(line_buffering=True)
+        sys.stderr.reconfigure(line_buffering=True)
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, job.priority)
+        except OSError as exc:
+            raise RejectedError(f"cannot run at priority {job.priority}: {exc.strerror}") from None
+        func = allowlist.check_again(rt.config, job.class_path, job.method)
+        owner = getattr(func, "__self__", None)
+        cooperative = bool(getattr(owner if not isinstance(owner, type) else owner, "cooperative_cancel", False))
+        ctx = context.JobContext(job.id, job.attempt, job.max_attempts, job.class_path, job.method)
+        context.enter(ctx, rt.store, cooperative=cooperative)
+        result = func(*job.params)
+        if hasattr(result, "__await__"):
+            import asyncio
+
+            result = asyncio.run(_awaitable(result))
+        code, report = 0, {"ok": True, "result": _result_text(result)}
+    except context.JobCancelled as exc:
+        code, report = 143, _error_report(exc)
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            code, report = 0, {"ok": True, "result": None}
+        else:
+            code = exc.code if isinstance(exc.code, int) else 1
+            report = _error_report(exc)
+    except RejectedError as exc:
+        report = _error_report(exc)
+        report["permanent"] = True
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported
+        report = _error_report(exc)
+    finally:
+        try:
+            context.flush_progress()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            data = json.dumps(report, default=repr).encode("utf-8", "backslashreplace")
+            if len(data) > MAX_REPORT:
+                report["traceback"] = (report.get("traceback") or "")[-MAX_REPORT // 2 :]
+                report["error"] = (report.get("error") or "")[: MAX_REPORT // 4]
+                data = json.dumps(report, default=repr).encode("utf-8", "backslashreplace")[:MAX_REPORT]
+            os.write(result_fd, data)
+        finally:
+            os._exit(code)
+
+
+async def _awaitable(obj):
+    return await obj
+
+
+def _result_text(result) -> str | None:
+    if result is None:
+        return None
+    try:
+        text = json.dumps(result)
+    except (TypeError, ValueError):
+        text = repr(result)
+    return text[:4096]
+
+
+def _error_report(exc: BaseException) -> dict:
+    if isinstance(exc, RejectedError):
+        tb = None
+    else:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"ok": False, "exception": type(exc).__name__, "error": str(exc) or type(exc).__name__,
+            "traceback": tb}

@@ -1,0 +1,124 @@
+"""Cancel a job: at once if it waits, by signal through its runner if it runs.
+
+The runner of a running job is identified by (pid, start time) and signalled
+through a pidfd, so a recycled pid is never hit. The runner forwards SIGTERM
+to the attempt's process group and SIGKILLs it after the grace period.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+
+from . import procs, recovery
+from .errors import AlreadyFinal, CancelInProgress, NoSuchJob
+from .job import Job, Status
+from .runtime import Runtime
+
+MARGIN = 5.0  # seconds past the grace before we stop the attempt ourselves
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    job: Job  # the job as it ended up
+    waited: float  # seconds from the request to the final state
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.status is Status.CANCELLED
+
+
+def cancel(
+    rt: Runtime,
+    job_id: int,
+    *,
+    grace: float | None = None,
+    source: str = "api",
+    user: str | None = None,
+    wait: bool = True,
+) -> CancelResult:
+    """Stop job `job_id` and return its final state.
+
+    Raises NoSuchJob, AlreadyFinal (with the state it ended in), or
+    CancelInProgress when another caller's cancel won the race (after that
+    cancel has finished, so its message carries the outcome).
+    """
+    from .launcher import dispatch
+
+    t0 = time.monotonic()
+    store, log = rt.store, rt.log
+    recovery.reconcile(rt)
+    for _ in range(10):  # a few rounds: the job may change state under us
+        job = store.get(job_id)
+        if job is None:
+            raise NoSuchJob(job_id)
+        if job.is_final:
+            raise AlreadyFinal(job)
+        if job.status in (Status.QUEUED, Status.RETRYING):
+            done = store.cancel_waiting(job_id, source, user)
+            if done is None:
+                continue  # it was claimed, or cancelled, meanwhile
+            log.emit("cancel_requested", job=done, message=f"cancel of job {job_id} requested by {source}",
+                     source=source, user=user)
+            log.emit("cancelled", level="WARNING", job=done,
+                     message=f"job {job_id} cancelled while {job.status.value}",
+                     source=source, user=user)
+            dispatch(rt)
+            return CancelResult(done, time.monotonic() - t0)
+        grace = job.cancel_grace if grace is None else float(grace)
+        flagged = store.request_cancel(job_id, source, user, grace)
+        if flagged is None:
+            job = store.get(job_id)
+            if job.status is Status.RUNNING and job.cancel_requested_at is not None:
+                final = _wait_final(rt, job_id, job.cancel_grace + MARGIN) if wait else job
+                raise CancelInProgress(final)
+            continue
+        log.emit("cancel_requested", job=flagged, message=f"cancel of job {job_id} requested by {source}",
+                 source=source, user=user, grace=grace)
+        _signal_runner(rt, flagged)
+        if not wait:
+            return CancelResult(flagged, time.monotonic() - t0)
+        final = _wait_final(rt, job_id, grace + MARGIN, resignal=True)
+        if not final.is_final:
+            final = _force(rt, final)
+        dispatch(rt)
+        return CancelResult(final, time.monotonic() - t0)
+    job = store.get(job_id)
+    raise AlreadyFinal(job) if job.is_final else CancelInProgress(job)
+
+
+def _signal_runner(rt: Runtime, job: Job) -> bool:
+    """SIGTERM the job's runner if it is provably still that runner. When the
+    runner is gone (or the pid was reused), reconcile settles the job instead."""
+    if job.runner_pid is None:
+        return False  # claimed, not started: the runner sees the flag on start
+    if procs.signal_verified(job.runner_pid, job.runner_start, signal.SIGTERM, group=False):
+        return True
+    recovery.reconcile(rt)
+    return False
+
+
+def _wait_final(rt: Runtime, job_id: int, limit: float, resignal: bool = False) -> Job:
+    deadline = time.monotonic() + limit
+    pause, signalled_pid = 0.005, None
+    while True:
+        job = rt.store.get(job_id)
+        if job.is_final or time.monotonic() >= deadline:
+            return job
+        if resignal and job.runner_pid and job.runner_pid != signalled_pid:
+            # The runner recorded itself after our first look: tell it now.
+            if _signal_runner(rt, job):
+                signalled_pid = job.runner_pid
+        if not procs.same_process(job.runner_pid, job.runner_start) and job.runner_pid:
+            recovery.reconcile(rt)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def _force(rt: Runtime, job: Job) -> Job:
+    """The runner did not finish in grace + margin: kill the attempt group and
+    the runner ourselves, then let reconcile record the cancel."""
+    recovery.stop_leftovers(job)
+    procs.signal_verified(job.runner_pid, job.runner_start, signal.SIGKILL, group=False)
+    return _wait_final(rt, job.id, MARGIN)

@@ -1,0 +1,1 @@
+"""Console scripts: each parses its arguments, calls one library function, prints."""

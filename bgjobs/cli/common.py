@@ -1,0 +1,76 @@
+"""What every console script shares: --config, exit codes, error mapping."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from ..errors import (
+    EXIT_ALREADY_FINAL,
+    EXIT_CANCEL_IN_PROGRESS,
+    EXIT_JOB_FAILED,
+    EXIT_NO_JOB,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    BgjobsError,
+)
+
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_OK}  success
+  {EXIT_JOB_FAILED}  the job failed or was cancelled (with --wait)
+  {EXIT_USAGE}  bad arguments, bad config, or the launch was refused
+  {EXIT_NO_JOB}  no such job
+  {EXIT_ALREADY_FINAL}  the job was already final (job-cancel)
+  {EXIT_CANCEL_IN_PROGRESS}  another cancel of the job won the race (job-cancel)
+  {EXIT_TIMEOUT}  gave up waiting
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors say what to do and exit with EXIT_USAGE."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)
+        super().__init__(**kwargs)
+        self.add_argument(
+            "--config",
+            metavar="PATH",
+            help="config file (default: $BGJOBS_CONFIG, else ./config.yaml)",
+        )
+
+    def error(self, message: str) -> None:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def run(func: Callable[[], int]) -> int:
+    """Call a command body; turn a BgjobsError into its message and exit code."""
+    try:
+        return func()
+    except BgjobsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=None, default=str))
+
+
+def local_user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return os.environ.get("USER", "local")

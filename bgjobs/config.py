@@ -1,0 +1,242 @@
+"""config.yaml -> one frozen, validated Config. Read once, at the edge."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import ConfigError
+
+ENV_VAR = "BGJOBS_CONFIG"
+DEFAULT_NAME = "config.yaml"
+
+# Keys a per-class entry may override, with the defaults' keys they shadow.
+_POLICY_KEYS = {"max_retries", "retry_delay", "retry_backoff", "timeout", "cancel_grace", "priority"}
+_CLASS_KEYS = _POLICY_KEYS | {"class", "methods", "max_concurrent"}
+_TOP_KEYS = _POLICY_KEYS | {
+    "allowed_classes",
+    "max_concurrent",
+    "log_dir",
+    "state_dir",
+    "log_max_bytes",
+    "log_backups",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How attempts of a job are run and retried."""
+
+    max_retries: int = 3  # retries after the first attempt: 3 means up to 4 attempts
+    retry_delay: float = 5.0  # seconds before the first retry
+    retry_backoff: float = 2.0  # each next delay is multiplied by this
+    timeout: float | None = None  # seconds per attempt; None means no limit
+    cancel_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    priority: int = 0  # niceness, -20 (most urgent) .. 19
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    def delay_before_retry(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (0 for the first retry)."""
+        return self.retry_delay * self.retry_backoff**retry
+
+
+@dataclass(frozen=True, slots=True)
+class ClassPolicy:
+    """One allowlisted class and what it may do."""
+
+    path: str
+    methods: tuple[str, ...] | None  # None: every public method
+    policy: Policy
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path  # the config file; its folder is the project root
+    classes: dict[str, ClassPolicy] = field(default_factory=dict)
+    defaults: Policy = Policy()
+    max_concurrent: int = 1
+    log_dir: Path = Path("logs")
+    state_dir: Path = Path("state")
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "jobs.sqlite3"
+
+    @property
+    def main_log(self) -> Path:
+        return self.log_dir / "background_jobs.log"
+
+    @property
+    def errors_log(self) -> Path:
+        return self.log_dir / "background_jobs_errors.log"
+
+    def output_path(self, job_id: int) -> Path:
+        """Where job `job_id` writes its stdout and stderr."""
+        return self.log_dir / "jobs" / f"{job_id}.out"
+
+    def policy_for(self, class_path: str) -> Policy:
+        entry = self.classes.get(class_path)
+        return entry.policy if entry else self.defaults
+
+    def with_overrides(self, **changes) -> Config:
+        return replace(self, **changes)
+
+
+def find_config(path: str | os.PathLike | None = None) -> Path:
+    """The config file to use: `path`, else $BGJOBS_CONFIG, else ./config.yaml."""
+    chosen = path or os.environ.get(ENV_VAR) or DEFAULT_NAME
+    return Path(chosen).expanduser().resolve()
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate the config file. Raises ConfigError naming the file and key."""
+    file = find_config(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: no such config file; create it, or pass --config PATH "
+            f"or set {ENV_VAR}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        raw = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: malformed YAML: {exc}") from None
+    return parse_config(raw, file)
+
+
+def parse_config(raw: object, file: Path) -> Config:
+    """Validate an already-loaded mapping (the YAML document) into a Config."""
+    v = _Validator(file)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of keys, got {_kind(raw)}")
+    v.no_unknown(raw, _TOP_KEYS, "")
+    defaults = v.policy(raw, Policy(), "")
+    classes: dict[str, ClassPolicy] = {}
+    allowed = raw.get("allowed_classes", [])
+    if not isinstance(allowed, list):
+        v.fail("allowed_classes", "must be a list of dotted class paths", allowed)
+    for i, item in enumerate(allowed):
+        where = f"allowed_classes[{i}]"
+        if isinstance(item, str):
+            item = {"class": item}
+        if not isinstance(item, dict):
+            v.fail(where, "must be a dotted class path or a mapping with a 'class' key", item)
+        v.no_unknown(item, _CLASS_KEYS, where + ".")
+        path = item.get("class")
+        if not isinstance(path, str) or "." not in path or not all(
+            part.isidentifier() for part in path.split(".")
+        ):
+            v.fail(where + ".class", "must be a dotted path like jobs.example.ExampleJob", path)
+        if path in classes:
+            v.fail(where, f"lists {path} twice; keep one entry", path)
+        methods = item.get("methods")
+        if methods is not None:
+            if not isinstance(methods, list) or not all(
+                isinstance(m, str) and m.isidentifier() and not m.startswith("_") for m in methods
+            ):
+                v.fail(where + ".methods", "must be a list of public method names", methods)
+            methods = tuple(methods)
+        classes[path] = ClassPolicy(
+            path=path,
+            methods=methods,
+            policy=v.policy(item, defaults, where + "."),
+            max_concurrent=v.positive_int(item, "max_concurrent", None, where + "."),
+        )
+    root = file.parent
+    return Config(
+        path=file,
+        classes=classes,
+        defaults=defaults,
+        max_concurrent=v.positive_int(raw, "max_concurrent", os.cpu_count() or 1, ""),
+        log_dir=v.directory(raw, "log_dir", "logs", root),
+        state_dir=v.directory(raw, "state_dir", "state", root),
+        log_max_bytes=v.positive_int(raw, "log_max_bytes", 10 * 1024 * 1024, ""),
+        log_backups=v.non_negative_int(raw, "log_backups", 5, ""),
+    )
+
+
+def _kind(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+class _Validator:
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    def fail(self, key: str, what: str, value: object) -> None:
+        raise ConfigError(f"{self.file}: key '{key}' {what}; got {_kind(value)}")
+
+    def no_unknown(self, mapping: dict, allowed: set[str], prefix: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                raise ConfigError(
+                    f"{self.file}: unknown key '{prefix}{key}'; "
+                    f"known keys are: {', '.join(sorted(allowed))}"
+                )
+
+    def number(self, mapping, key, default, prefix, *, minimum=0.0, allow_none=False):
+        if key not in mapping:
+            return default
+        value = mapping[key]
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(prefix + key, "must be a number of seconds", value)
+        if math.isnan(value) or math.isinf(value) or value < minimum:
+            self.fail(prefix + key, f"must be a finite number >= {minimum:g}", value)
+        return float(value)
+
+    def integer(self, mapping, key, default, prefix, lo, hi):
+        if key not in mapping or (mapping[key] is None and default is None):
+            return default
+        value = mapping[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            self.fail(prefix + key, f"must be a whole number from {lo} to {hi}", value)
+        return value
+
+    def positive_int(self, mapping, key, default, prefix):
+        return self.integer(mapping, key, default, prefix, 1, 10**12)
+
+    def non_negative_int(self, mapping, key, default, prefix):
+        return self.integer(mapping, key, default, prefix, 0, 10**6)
+
+    def policy(self, mapping: dict, base: Policy, prefix: str) -> Policy:
+        timeout = self.number(mapping, "timeout", base.timeout, prefix, allow_none=True)
+        if timeout is not None and timeout <= 0:
+            self.fail(prefix + "timeout", "must be a positive number of seconds, or null", timeout)
+        backoff = self.number(mapping, "retry_backoff", base.retry_backoff, prefix, minimum=1.0)
+        return Policy(
+            max_retries=self.integer(mapping, "max_retries", base.max_retries, prefix, 0, 1000),
+            retry_delay=self.number(mapping, "retry_delay", base.retry_delay, prefix),
+            retry_backoff=backoff,
+            timeout=timeout,
+            cancel_grace=self.number(mapping, "cancel_grace", base.cancel_grace, prefix),
+            priority=self.integer(mapping, "priority", base.priority, prefix, -20, 19),
+        )
+
+    def directory(self, mapping, key, default, root: Path) -> Path:
+        value = mapping.get(key, default)
+        if not isinstance(value, str) or not value:
+            self.fail(key, "must be a directory path", value)
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (root / path).resolve()

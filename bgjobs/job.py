@@ -1,0 +1,149 @@
+"""What a job is: its status enum and an immutable snapshot of its row."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from enum import Enum
+
+
+class Status(str, Enum):
+    QUEUED = "queued"  # waiting for a free slot or for its start time
+    RUNNING = "running"  # a runner holds the job's lock and runs an attempt
+    RETRYING = "retrying"  # an attempt failed; waits retry_delay for the next one
+    SUCCEEDED = "succeeded"  # final: an attempt returned normally
+    FAILED = "failed"  # final: the last attempt failed, or the job was lost with none left
+    CANCELLED = "cancelled"  # final: stopped on request
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL
+
+    @property
+    def is_waiting(self) -> bool:
+        return self in WAITING
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+WAITING = frozenset({Status.QUEUED, Status.RETRYING})
+ACTIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO 8601 UTC with milliseconds (the log's format)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job row, as read at one moment. Times are epoch seconds."""
+
+    id: int
+    class_path: str
+    method: str
+    params: tuple
+    status: Status
+    priority: int
+    attempt: int
+    max_attempts: int
+    retry_delay: float
+    retry_backoff: float
+    timeout: float | None
+    cancel_grace: float
+    run_after: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    runner_pid: int | None
+    runner_start: int | None
+    pid: int | None
+    pid_start: int | None
+    exit_code: int | None
+    exit_signal: int | None
+    exception: str | None
+    error: str | None
+    result: str | None
+    progress: float | None
+    progress_message: str | None
+    cancel_requested_at: float | None
+    cancel_source: str | None
+    cancel_user: str | None
+    source: str | None
+    user: str | None
+    retry_of: int | None
+
+    @classmethod
+    def from_row(cls, row) -> Job:
+        d = dict(row)
+        d["class_path"] = d.pop("class")
+        d["params"] = tuple(json.loads(d["params"]))
+        d["status"] = Status(d["status"])
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def attempts_left(self) -> bool:
+        return self.attempt < self.max_attempts
+
+    def next_retry_delay(self) -> float:
+        """Seconds before the retry that follows attempt `self.attempt`:
+        retry_delay x backoff^n, where n counts retries from 0."""
+        return self.retry_delay * self.retry_backoff ** max(self.attempt - 1, 0)
+
+    @property
+    def name(self) -> str:
+        """`Class.method`, as people say it."""
+        return f"{self.class_path.rsplit('.', 1)[-1]}.{self.method}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else None
+        return None if end is None else max(0.0, end - self.started_at)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: the shape of `job-status ID --json`."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "class": self.class_path,
+            "method": self.method,
+            "params": list(self.params),
+            "priority": self.priority,
+            "attempts": self.attempt,
+            "max_attempts": self.max_attempts,
+            "error": self.error,
+            "exception": self.exception,
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "result": self.result,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "pid": self.pid,
+            "timeout": self.timeout,
+            "created_at": iso(self.created_at),
+            "run_after": iso(self.run_after),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "duration": self.duration,
+            "cancel_requested_at": iso(self.cancel_requested_at),
+            "cancelled_by": self.cancel_source,
+            "source": self.source,
+            "user": self.user,
+            "retry_of": self.retry_of,
+        }

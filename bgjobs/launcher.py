@@ -1,0 +1,179 @@
+"""Create jobs and dispatch queued ones into free slots.
+
+There is no daemon. Queued jobs are rows; every launch, every runner's exit,
+every cancel and every status read calls `dispatch`, which first reconciles
+lost runners and then claims due jobs (priority, then age) up to the limits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+
+from . import allowlist, procs, recovery
+from .errors import RejectedError
+from .job import Job
+from .runtime import Runtime
+
+
+def submit(
+    rt: Runtime,
+    job: object,
+    method: str,
+    params: tuple | list = (),
+    *,
+    priority: int | None = None,
+    delay: float | None = None,
+    at: str | float | datetime | None = None,
+    max_retries: int | None = None,
+    retry_delay: float | None = None,
+    timeout: float | None = None,
+    source: str = "api",
+    user: str | None = None,
+    retry_of: int | None = None,
+    dispatch_now: bool = True,
+) -> Job:
+    """Validate, insert a queued row, and dispatch. Refusals raise RejectedError
+    and are logged as `rejected`; no row and no process exist for them."""
+    config = rt.config
+    try:
+        spec = allowlist.validate(config, job, method, params)
+        policy = config.policy_for(spec.class_path)
+        priority = policy.priority if priority is None else _int_in("priority", priority, -20, 19)
+        ok, why = procs.can_set_niceness(priority)
+        if not ok:
+            raise RejectedError(why, field="priority")
+        run_after = _start_time(delay, at)
+        values = dict(
+            class_path=spec.class_path,
+            method=spec.method,
+            params=spec.params,
+            priority=priority,
+            max_attempts=(policy.max_retries if max_retries is None
+                          else _int_in("max_retries", max_retries, 0, 1000)) + 1,
+            retry_delay=policy.retry_delay if retry_delay is None
+            else _seconds("retry_delay", retry_delay),
+            retry_backoff=policy.retry_backoff,
+            timeout=policy.timeout if timeout is None else _seconds("timeout", timeout, positive=True),
+            cancel_grace=policy.cancel_grace,
+        )
+    except RejectedError as exc:
+        rt.log.emit(
+            "rejected", level="ERROR", message=str(exc),
+            class_path=job if isinstance(job, str) else getattr(job, "__qualname__", repr(job)),
+            method=method, exception="RejectedError", error=str(exc), traceback=None,
+            params=_printable(params), source=source, user=user,
+        )
+        raise
+    values["class"] = values.pop("class_path")
+    row = rt.store.insert(**values, run_after=run_after, source=source, user=user, retry_of=retry_of)
+    when = "" if run_after <= time.time() else f", not before {_iso(run_after)}"
+    rt.log.emit("queued", job=row, message=f"{row.name} queued with priority {priority}{when}",
+                params=list(row.params), priority=priority, source=source, user=user,
+                run_after=_iso(run_after))
+    if dispatch_now:
+        dispatch(rt)
+    return row
+
+
+def dispatch(rt: Runtime) -> list[Job]:
+    """Reconcile, then start a runner for each due job that fits a free slot.
+    Returns the jobs started. Safe to call from any number of processes."""
+    recovery.reconcile(rt)
+    config = rt.config
+    limits = {p: c.max_concurrent for p, c in config.classes.items() if c.max_concurrent}
+
+    def take_lock(job: Job):
+        fd = procs.open_lock(rt.lock_path(job.id))
+        if procs.try_lock(fd):
+            return fd
+        os.close(fd)  # a live runner (or a reconciler) has it
+        return None
+
+    claimed = rt.store.claim_due(max_running=config.max_concurrent, class_limits=limits, accept=take_lock)
+    started = []
+    for job, fd in claimed:
+        try:
+            rt.spawner.spawn_runner(job.id, fd)
+            started.append(job)
+        except OSError as exc:
+            rt.store.unclaim(job.id, f"could not start runner: {exc}")
+        finally:
+            os.close(fd)  # the runner holds its own copy of the lock now
+    ensure_waker(rt)
+    return started
+
+
+def ensure_waker(rt: Runtime) -> None:
+    """Start the waker if jobs are active and none runs. The waker is the only
+    timer: it starts delayed jobs and retries on time, then exits when idle."""
+    if not rt.store.has_active():
+        return
+    fd = procs.open_lock(rt.waker_lock)
+    try:
+        if not procs.try_lock(fd):
+            return
+        rt.spawner.spawn_waker(fd)
+    finally:
+        os.close(fd)
+
+
+def _iso(ts: float) -> str:
+    from .eventlog import utc_iso
+
+    return utc_iso(ts)
+
+
+def _printable(params) -> list:
+    try:
+        return [p if isinstance(p, (str, int, float, bool, type(None))) else repr(p) for p in params]
+    except TypeError:
+        return [repr(params)]
+
+
+def _int_in(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RejectedError(f"{name} must be a whole number from {lo} to {hi}; got {value!r}",
+                            field=name)
+    return value
+
+
+def _seconds(name: str, value, positive: bool = False) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise RejectedError(f"{name} must be a number of seconds; got {value!r}", field=name) from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
+        raise RejectedError(f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}; "
+                            f"got {value!r}", field=name)
+    return value
+
+
+def _start_time(delay, at) -> float:
+    now = time.time()
+    if delay is not None and at is not None:
+        raise RejectedError("give --delay or --at, not both", field="delay")
+    if delay is not None:
+        return now + _seconds("delay", delay)
+    if at is None:
+        return now
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return float(at)
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise RejectedError(
+                f"--at must be an ISO 8601 time like 2026-12-01T09:30:00+00:00; got {at!r}",
+                field="at") from None
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            at = at.astimezone()  # a naive time is local time
+        return at.timestamp()
+    raise RejectedError(f"at must be an ISO time or a datetime; got {at!r}", field="at")

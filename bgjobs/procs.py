@@ -1,0 +1,178 @@
+"""Processes, safely: identity by (pid, start time), group signals via pidfd, locks.
+
+A pid alone is not an identity: once a process exits, the kernel may hand its
+pid to an unrelated process. Everything here that signals a process first
+proves, through /proc, that the pid still names the process that was recorded.
+Linux only (flock, /proc, pidfd).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+from pathlib import Path
+
+# linux/pidfd.h: deliver to the whole process group of the pidfd's process.
+PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2
+PR_SET_PDEATHSIG = 1
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses; skip past it.
+    rest = stat[stat.rindex(b")") + 2 :].split()
+    return int(rest[19])  # field 22 overall
+
+
+def is_zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
+
+
+def same_process(pid: int | None, started: int | None) -> bool:
+    """True when `pid` is alive and is the very process that started at `started`."""
+    if not pid or started is None:
+        return False
+    return start_time(pid) == started
+
+
+def signal_verified(pid: int | None, started: int | None, sig: int, *, group: bool) -> bool:
+    """Send `sig` to the process (or its whole group) if, and only if, it is still
+    the process recorded as (pid, started). Returns whether a signal was sent.
+
+    A pidfd pins the process while we check its start time, so the check and
+    the kill cannot race with pid reuse.
+    """
+    if not pid or started is None:
+        return False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pidfd = None  # no pidfd support: check-then-kill, the best we can do
+    try:
+        if start_time(pid) != started:
+            return False
+        if pidfd is not None:
+            flags = PIDFD_SIGNAL_PROCESS_GROUP if group else 0
+            try:
+                signal.pidfd_send_signal(pidfd, sig, None, flags)
+                return True
+            except ProcessLookupError:
+                return False
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not group:
+                    raise
+                # Older kernel: no group flag. The pidfd still pins the pid,
+                # so the group id cannot have been reused either.
+        try:
+            if group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+# --- locks -----------------------------------------------------------------
+
+
+def open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive flock without blocking; False if another holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def lock_is_held(path: Path) -> bool:
+    """True if some process holds the flock on `path` right now."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        if try_lock(fd):
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+# --- niceness --------------------------------------------------------------
+
+
+def can_set_niceness(nice: int) -> tuple[bool, str]:
+    """Whether this user may run a process at niceness `nice`, and why not."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice >= current:
+        return True, ""
+    if _has_cap_sys_nice():
+        return True, ""
+    soft, _ = _rlimit_nice()
+    if soft and nice >= 20 - soft:
+        return True, ""
+    return False, (
+        f"priority {nice} needs privilege: this user may not lower niceness below "
+        f"{current} (it needs CAP_SYS_NICE or a higher RLIMIT_NICE); use a priority "
+        f">= {current}"
+    )
+
+
+def _rlimit_nice() -> tuple[int, int]:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_NICE)
+
+
+def _has_cap_sys_nice() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 23))
+    except OSError:
+        pass
+    return os.geteuid() == 0

@@ -1,0 +1,80 @@
+"""Reconcile: find jobs marked running whose runner is gone, and settle them.
+
+A runner holds an exclusive flock on its job's lock file for its whole life,
+and the kernel drops that lock however the runner dies (kill -9, OOM, a
+segfault, a reboot). So a running job whose lock we can take has lost its
+runner. We hold the lock while we settle the job, so reconcilers in other
+processes cannot settle it twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from . import procs
+from .job import Job, Status
+from .runtime import Runtime
+
+
+def reconcile(rt: Runtime) -> list[Job]:
+    """Settle every running job whose runner died. Returns the settled jobs."""
+    settled = []
+    for job in rt.store.jobs_in(Status.RUNNING):
+        fd = procs.open_lock(rt.lock_path(job.id))
+        try:
+            if not procs.try_lock(fd):
+                continue  # its runner is alive
+            current = rt.store.get(job.id)
+            if current is None or current.status is not Status.RUNNING:
+                continue  # it finished while we looked
+            stop_leftovers(current)
+            done = settle_lost(rt, current, "its runner process died (killed, crashed or rebooted)")
+            if done is not None:
+                settled.append(done)
+        finally:
+            os.close(fd)
+    return settled
+
+
+def stop_leftovers(job: Job) -> None:
+    """SIGKILL what is left of the job's attempt process group, if provably ours."""
+    if not job.pid:
+        return
+    if procs.signal_verified(job.pid, job.pid_start, signal.SIGKILL, group=True):
+        return
+    # The leader is gone. While any member of its group lives, the kernel will
+    # not hand out that pid again, so a group with no process at `pid` is ours.
+    if procs.start_time(job.pid) is None and procs.group_alive(job.pid):
+        try:
+            os.killpg(job.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def settle_lost(rt: Runtime, job: Job, reason: str) -> Job | None:
+    """running -> cancelled (if asked), retrying (attempts left) or failed."""
+    store, log = rt.store, rt.log
+    if job.cancel_requested_at is not None:
+        done = store.mark_lost(job.id, retry_at=None, cancelled=True, error=f"cancelled; {reason}")
+        if done:
+            log.emit("cancelled", level="WARNING", job=done, message=f"job {job.id} cancelled ({reason})",
+                     source=job.cancel_source, user=job.cancel_user)
+        return done
+    retry_at = time.time() + job.next_retry_delay() if job.attempts_left else None
+    done = store.mark_lost(job.id, retry_at=retry_at, cancelled=False, error=reason)
+    if done is None:
+        return None
+    log.emit("lost", level="ERROR", job=done, message=f"job {job.id} lost: {reason}",
+             exception="RunnerLost", error=reason, traceback=None, pid=job.runner_pid)
+    if retry_at is not None:
+        log.emit("retry_scheduled", level="WARNING", job=done,
+                 message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
+                         f"(attempt {job.attempt + 1} of {job.max_attempts})",
+                 delay=job.next_retry_delay())
+    else:
+        log.emit("failed", level="ERROR", job=done,
+                 message=f"job {job.id} failed after {job.attempt} attempt(s): {reason}",
+                 exception="RunnerLost", error=reason, traceback=None)
+    return done

@@ -1,0 +1,269 @@
+"""`python -m bgjobs.runner JOB_ID`: one job's own supervisor process.
+
+The runner holds the job's lock for its whole life, runs one attempt in a
+forked child that leads its own process group, waits for it (with the timeout
+and cancel grace), records the outcome as one transition, and before it exits
+dispatches the next queued jobs. A retry is a row again: the waker or the
+next dispatch starts a fresh runner when its delay is over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from . import attempt, procs
+from .job import Job
+from .runtime import Runtime, open_runtime
+from .spawner import LOCK_FD_ENV
+
+POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
+
+
+class Runner:
+    def __init__(self, rt: Runtime, job_id: int, lock_fd: int) -> None:
+        self.rt = rt
+        self.job_id = job_id
+        self.lock_fd = lock_fd
+        self.sigterm = False
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.sigterm = True  # acted on in the wait loop; handlers only set flags
+
+    def run(self) -> Job | None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        store, log = self.rt.store, self.rt.log
+        me = os.getpid()
+        job = store.start_attempt(self.job_id, me, procs.start_time(me))
+        if job is None:
+            return store.get(self.job_id)  # not claimed for us (cancelled meanwhile)
+        if job.cancel_requested_at is not None:
+            return self._cancelled(job, "cancelled before the attempt started")
+        entry = self.rt.config.classes.get(job.class_path)
+        if entry is None or job.method.startswith("_") or (
+            entry.methods is not None and job.method not in entry.methods
+        ):
+            return self._finish_failed(job, {
+                "exception": "RejectedError",
+                "error": f"{job.class_path}.{job.method} is no longer allowed by "
+                         f"{self.rt.config.path.name}; not run",
+                "permanent": True,
+            }, None, None)
+        log.emit("started", job=job, message=f"job {job.id} attempt {job.attempt} of "
+                 f"{job.max_attempts} started", pid=me, priority=job.priority)
+        print(f"--- bgjobs: job {job.id} attempt {job.attempt} started at "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+        return self._run_attempt(job)
+
+    def _run_attempt(self, job: Job) -> Job | None:
+        result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.rt.store.close()  # never carry a SQLite connection across fork
+        self.rt.log.close()
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(result_r)
+            os.close(self.lock_fd)  # the lock is the runner's alone
+            os.close(self.wake_r)
+            attempt.child_main(self.rt, job, result_w, parent=me)  # never returns
+        os.close(result_w)
+        try:
+            os.setpgid(pid, pid)  # also done in the child; whichever runs first
+        except OSError:
+            pass
+        self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
+        outcome, status, stop = self._wait(job, pid)
+        report = _read_all(result_r)
+        os.close(result_r)
+        try:
+            info = json.loads(report) if report else {}
+        except ValueError:
+            info = {}
+        return self._record(job, info, status, stop)
+
+    def _wait(self, job: Job, pid: int):
+        """Wait for the attempt; enforce timeout and cancel. Returns (None,
+        wait status, stop reason) with the child reaped and its group stopped."""
+        pidfd = os.pidfd_open(pid)
+        started = time.monotonic()
+        deadline = started + job.timeout if job.timeout else None
+        stop: str | None = None
+        kill_at: float | None = None
+        next_poll = started + POLL
+        while True:
+            now = time.monotonic()
+            wake = [next_poll]
+            if deadline and not stop:
+                wake.append(deadline)
+            if kill_at:
+                wake.append(kill_at)
+            ready, _, _ = select.select([pidfd, self.wake_r], [], [], max(0.0, min(wake) - now))
+            if pidfd in ready:
+                break
+            _drain(self.wake_r)
+            now = time.monotonic()
+            if not stop and (self.sigterm or now >= next_poll):
+                next_poll = now + POLL
+                row = self.rt.store.get(job.id)
+                if self.sigterm and row.cancel_requested_at is None:
+                    # Someone other than job-cancel sent SIGTERM (a shutdown, kill).
+                    row = self.rt.store.request_cancel(job.id, "signal", None, job.cancel_grace) or row
+                if row.cancel_requested_at is not None:
+                    stop, kill_at = "cancel", now + row.cancel_grace
+                    _killpg(pid, signal.SIGTERM)
+                    continue
+            if deadline and not stop and now >= deadline:
+                stop, kill_at = "timeout", now + job.cancel_grace
+                _killpg(pid, signal.SIGTERM)
+                continue
+            if kill_at and now >= kill_at:
+                _killpg(pid, signal.SIGKILL)
+                kill_at = None
+        os.close(pidfd)
+        if stop:
+            # The leader is a zombie, so its pid (and group id) are still ours.
+            # Give the rest of the group the remaining grace, then kill it.
+            end = kill_at or time.monotonic()
+            while procs.group_alive(pid) and time.monotonic() < end:
+                time.sleep(0.02)
+            _killpg(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        return None, status, stop
+
+    # --- outcomes ---------------------------------------------------------
+
+    def _record(self, job: Job, info: dict, status: int, stop: str | None) -> Job | None:
+        code = os.waitstatus_to_exitcode(status)
+        exit_code, exit_signal = (code, None) if code >= 0 else (None, -code)
+        if info.get("ok"):
+            return self._succeeded(job, info.get("result"))
+        if stop == "cancel":
+            return self._cancelled(job, "cancelled", exit_code, exit_signal)
+        if stop == "timeout":
+            info = {"exception": "TimeoutError",
+                    "error": f"attempt {job.attempt} timed out after {job.timeout:g}s",
+                    "traceback": info.get("traceback"), "event": "timed_out"}
+        elif not info.get("exception"):
+            if exit_signal:
+                name = signal.Signals(exit_signal).name if exit_signal in signal.valid_signals() else exit_signal
+                info = {"exception": "KilledBySignal", "error": f"the attempt was killed by signal {name}"}
+            else:
+                info = {"exception": "ExitCode", "error": f"the attempt exited with code {exit_code}"}
+        return self._finish_failed(job, info, exit_code, exit_signal)
+
+    def _succeeded(self, job: Job, result) -> Job | None:
+        done = self.rt.store.succeed(job.id, result)
+        if done:
+            self.rt.log.emit("succeeded", job=done, message=f"job {job.id} succeeded",
+                             duration=done.duration, result=result)
+        return done
+
+    def _cancelled(self, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
+        done = self.rt.store.cancelled(job.id, error=why, exit_code=exit_code, exit_signal=exit_signal)
+        if done:
+            self.rt.log.emit("cancelled", level="WARNING", job=done, message=f"job {job.id} {why}",
+                             source=done.cancel_source, user=done.cancel_user, duration=done.duration)
+        return done
+
+    def _finish_failed(self, job: Job, info: dict, exit_code, exit_signal) -> Job | None:
+        store, log = self.rt.store, self.rt.log
+        permanent = info.get("permanent", False)
+        retry_at = None
+        if job.attempts_left and not permanent:
+            retry_at = time.time() + job.next_retry_delay()
+        outcome = dict(exception=info.get("exception"), error=info.get("error"),
+                       exit_code=exit_code, exit_signal=exit_signal)
+        done = store.fail_attempt(job.id, retry_at=retry_at, **outcome)
+        if done is None:
+            return store.get(job.id)
+        event = info.get("event", "attempt_failed")
+        log.emit(event, level="ERROR", job=done,
+                 message=f"job {job.id} attempt {job.attempt} failed: {info.get('error')}",
+                 exception=info.get("exception"), error=info.get("error"),
+                 traceback=info.get("traceback"), exit_code=exit_code, exit_signal=exit_signal)
+        if retry_at is not None:
+            log.emit("retry_scheduled", level="WARNING", job=done,
+                     message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
+                             f"(attempt {job.attempt + 1} of {job.max_attempts})",
+                     delay=job.next_retry_delay())
+        else:
+            why = "not retried" if permanent else f"after {job.attempt} attempt(s)"
+            log.emit("failed", level="ERROR", job=done,
+                     message=f"job {job.id} failed {why}: {info.get('error')}",
+                     exception=info.get("exception"), error=info.get("error"),
+                     duration=done.duration)
+        return done
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass  # a grandchild still holds the write end; what was sent is here
+    return b"".join(chunks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or not argv[0].isdigit():
+        print("usage: python -m bgjobs.runner JOB_ID", file=sys.stderr)
+        return 2
+    job_id = int(argv[0])
+    rt = open_runtime()
+    lock_fd = os.environ.pop(LOCK_FD_ENV, None)
+    if lock_fd is not None:
+        lock_fd = int(lock_fd)
+        os.set_inheritable(lock_fd, False)
+    else:
+        lock_fd = procs.open_lock(rt.lock_path(job_id))
+        if not procs.try_lock(lock_fd):
+            print(f"bgjobs: job {job_id} already has a runner", file=sys.stderr)
+            return 1
+    try:
+        done = Runner(rt, job_id, lock_fd).run()
+        if done is not None and done.is_final:
+            try:
+                os.unlink(rt.lock_path(job_id))
+            except OSError:
+                pass
+    finally:
+        os.close(lock_fd)  # release before dispatch, so a due retry can be claimed
+    from .launcher import dispatch
+
+    if done is not None and done.status.value == "retrying":
+        # A short retry delay: wait it out here rather than leave it to the
+        # waker's next tick. The job is a row again, so a cancel is immediate.
+        time.sleep(max(0.0, min(done.run_after - time.time(), 1.0)))
+    dispatch(rt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The parts one process works with, built once from one config file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, load_config
+from .eventlog import EventLog
+from .spawner import LocalSpawner
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: Config
+    store: Store
+    log: EventLog
+    spawner: LocalSpawner
+
+    def lock_path(self, job_id: int) -> Path:
+        """The runner of job `job_id` holds an exclusive flock on this file."""
+        return self.config.state_dir / "locks" / f"{job_id}.lock"
+
+    @property
+    def waker_lock(self) -> Path:
+        return self.config.state_dir / "waker.lock"
+
+
+_cache: dict[tuple, Runtime] = {}
+
+
+def open_runtime(config: Config | str | os.PathLike | None = None) -> Runtime:
+    """A Runtime for `config` (a Config, a path, or None for the default file).
+
+    Runtimes are cached per config file and contents, so a long-lived caller
+    reuses one database connection per thread.
+    """
+    if not isinstance(config, Config):
+        config = load_config(config)
+    key = (config.path, repr(config))
+    rt = _cache.get(key)
+    if rt is None:
+        rt = Runtime(
+            config=config,
+            store=Store(config.db_path),
+            log=EventLog.for_config(config),
+            spawner=LocalSpawner(config),
+        )
+        _cache[key] = rt
+    return rt

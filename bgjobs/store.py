@@ -1,0 +1,359 @@
+"""The job store: SQLite schema, migrations, and every state transition.
+
+Each transition is one compare-and-set (`UPDATE ... WHERE id = ? AND status IN
+(...)`) inside `BEGIN IMMEDIATE`, so two racing writers cannot both win. The
+functions here are the only code that changes a job's status.
+
+This class is the seam for a second implementation (a shared database for a
+fleet of machines): callers use its methods, never SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .job import ACTIVE, Job, Status
+
+# Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            class TEXT NOT NULL,
+            method TEXT NOT NULL,
+            params TEXT NOT NULL,
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            retry_delay REAL NOT NULL,
+            retry_backoff REAL NOT NULL,
+            timeout REAL,
+            cancel_grace REAL NOT NULL,
+            run_after REAL NOT NULL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            updated_at REAL NOT NULL,
+            runner_pid INTEGER,
+            runner_start INTEGER,
+            pid INTEGER,
+            pid_start INTEGER,
+            exit_code INTEGER,
+            exit_signal INTEGER,
+            exception TEXT,
+            error TEXT,
+            result TEXT,
+            progress REAL,
+            progress_message TEXT,
+            cancel_requested_at REAL,
+            cancel_source TEXT,
+            cancel_user TEXT,
+            source TEXT,
+            user TEXT,
+            retry_of INTEGER
+        )""",
+        "CREATE INDEX jobs_due ON jobs (status, priority, created_at)",
+        "CREATE INDEX jobs_created ON jobs (created_at)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+_IN = {
+    "active": tuple(s.value for s in ACTIVE),
+    "waiting": (Status.QUEUED.value, Status.RETRYING.value),
+}
+
+
+def _placeholders(values) -> str:
+    return ",".join("?" * len(values))
+
+
+class Store:
+    """A handle on one SQLite job database. One connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+
+    # --- connection and transactions ---------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 60000")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            self._migrate(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with self._tx(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has schema version {version}, newer than this bgjobs "
+                    f"({SCHEMA_VERSION}); upgrade bgjobs"
+                )
+            for step in MIGRATIONS[version:]:
+                for ddl in step:
+                    conn.execute(ddl)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _tx(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        conn = conn or self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (the runner does so before it forks)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- reads --------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job | None:
+        row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job.from_row(row) if row else None
+
+    def list_jobs(
+        self,
+        *,
+        statuses: tuple[str, ...] | None = None,
+        class_path: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Job]:
+        """Jobs newest first, filtered."""
+        where, args = [], []
+        if statuses:
+            where.append(f"status IN ({_placeholders(statuses)})")
+            args.extend(statuses)
+        if class_path:
+            where.append("class = ?")
+            args.append(class_path)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("created_at <= ?")
+            args.append(until)
+        if text:
+            where.append("(class || '.' || method || ' ' || params || ' ' || IFNULL(error, '')) LIKE ?")
+            args.append(f"%{text}%")
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Job.from_row(r) for r in self._conn().execute(sql, args)]
+
+    def jobs_in(self, *statuses: Status) -> list[Job]:
+        values = [s.value for s in statuses]
+        rows = self._conn().execute(
+            f"SELECT * FROM jobs WHERE status IN ({_placeholders(values)}) ORDER BY id", values
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def counts(self, since: float | None = None) -> dict[str, int]:
+        """Jobs per status (created at or after `since`, if given)."""
+        sql, args = "SELECT status, COUNT(*) FROM jobs", []
+        if since is not None:
+            sql += " WHERE finished_at >= ? OR finished_at IS NULL"
+            args.append(since)
+        sql += " GROUP BY status"
+        return {s: n for s, n in self._conn().execute(sql, args)}
+
+    def has_active(self) -> bool:
+        row = self._conn().execute(
+            "SELECT 1 FROM jobs WHERE status IN (?, ?, ?) LIMIT 1", _IN["active"]
+        ).fetchone()
+        return row is not None
+
+    def next_due(self) -> float | None:
+        """The earliest start time of a waiting job, or None when none waits."""
+        row = self._conn().execute(
+            "SELECT MIN(run_after) FROM jobs WHERE status IN (?, ?)", _IN["waiting"]
+        ).fetchone()
+        return row[0]
+
+    # --- transitions --------------------------------------------------------
+
+    def insert(self, **values) -> Job:
+        """queued: a new row. `values` hold the validated spec and its policy."""
+        now = time.time()
+        values = dict(values)
+        values["params"] = json.dumps(list(values["params"]))
+        values.setdefault("run_after", now)
+        values.update(status=Status.QUEUED.value, created_at=now, updated_at=now)
+        cols = list(values)
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"INSERT INTO jobs ({','.join(cols)}) VALUES ({_placeholders(cols)})",
+                [values[c] for c in cols],
+            )
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return Job.from_row(row)
+
+    def claim_due(
+        self,
+        *,
+        max_running: int,
+        class_limits: dict[str, int],
+        accept: Callable[[Job], object | None],
+        now: float | None = None,
+    ) -> list[tuple[Job, object]]:
+        """queued/retrying -> running, for due jobs, lowest priority value first,
+        then oldest, within the global and per-class limits. `accept(job)`
+        returns a token (the runner's lock) or None to skip the job."""
+        now = time.time() if now is None else now
+        claimed: list[tuple[Job, object]] = []
+        with self._tx() as conn:
+            per_class = dict(
+                conn.execute("SELECT class, COUNT(*) FROM jobs WHERE status = ? GROUP BY class", ("running",))
+            )
+            free = max_running - sum(per_class.values())
+            if free <= 0:
+                return claimed
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE status IN (?, ?) AND run_after <= ? "
+                "ORDER BY priority, created_at, id LIMIT ?",
+                (*_IN["waiting"], now, max(free * 4, 64)),
+            ).fetchall()
+            for row in rows:
+                if free <= 0:
+                    break
+                job = Job.from_row(row)
+                limit = class_limits.get(job.class_path)
+                if limit is not None and per_class.get(job.class_path, 0) >= limit:
+                    continue
+                token = accept(job)
+                if token is None:
+                    continue
+                conn.execute(
+                    "UPDATE jobs SET status = 'running', updated_at = ?, pid = NULL, "
+                    "pid_start = NULL, runner_pid = NULL, runner_start = NULL "
+                    "WHERE id = ? AND status = ?",
+                    (now, job.id, job.status.value),
+                )
+                per_class[job.class_path] = per_class.get(job.class_path, 0) + 1
+                free -= 1
+                claimed.append((self._get(conn, job.id), token))
+        return claimed
+
+    def unclaim(self, job_id: int, error: str) -> Job | None:
+        """running -> queued: the runner could not be started; try again later."""
+        return self._cas(job_id, (Status.RUNNING,), status=Status.QUEUED.value, error=error)
+
+    def start_attempt(self, job_id: int, runner_pid: int, runner_start: int) -> Job | None:
+        """running (claimed) -> running (attempt n+1 begins). None if not running."""
+        now = time.time()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET attempt = attempt + 1, runner_pid = ?, runner_start = ?, "
+                "pid = NULL, pid_start = NULL, started_at = IFNULL(started_at, ?), "
+                "updated_at = ?, progress = NULL, progress_message = NULL "
+                "WHERE id = ? AND status = 'running'",
+                (runner_pid, runner_start, now, now, job_id),
+            )
+            return self._get(conn, job_id) if cur.rowcount else None
+
+    def set_attempt_process(self, job_id: int, pid: int, pid_start: int | None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET pid = ?, pid_start = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+                (pid, pid_start, time.time(), job_id),
+            )
+
+    def succeed(self, job_id: int, result: str | None) -> Job | None:
+        """running -> succeeded."""
+        return self._finish(job_id, Status.SUCCEEDED, result=result, error=None, exception=None,
+                            exit_code=0, exit_signal=None, progress=1.0)
+
+    def fail_attempt(self, job_id: int, *, retry_at: float | None, **outcome) -> Job | None:
+        """running -> retrying (when `retry_at` is set) or -> failed."""
+        if retry_at is None:
+            return self._finish(job_id, Status.FAILED, **outcome)
+        return self._cas(job_id, (Status.RUNNING,), status=Status.RETRYING.value,
+                         run_after=retry_at, **outcome)
+
+    def cancelled(self, job_id: int, **outcome) -> Job | None:
+        """running -> cancelled, after the runner stopped the attempt."""
+        return self._finish(job_id, Status.CANCELLED, **outcome)
+
+    def cancel_waiting(self, job_id: int, source: str, user: str | None) -> Job | None:
+        """queued/retrying -> cancelled, at once: no runner is doing anything."""
+        now = time.time()
+        return self._cas(job_id, (Status.QUEUED, Status.RETRYING), status=Status.CANCELLED.value,
+                         finished_at=now, cancel_requested_at=now, cancel_source=source,
+                         cancel_user=user, error="cancelled before it ran")
+
+    def request_cancel(self, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
+        """Flag a running job for cancellation. Exactly one caller wins (returns the job)."""
+        now = time.time()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET cancel_requested_at = ?, cancel_source = ?, cancel_user = ?, "
+                "cancel_grace = ?, updated_at = ? WHERE id = ? AND status = 'running' "
+                "AND cancel_requested_at IS NULL",
+                (now, source, user, grace, now, job_id),
+            )
+            return self._get(conn, job_id) if cur.rowcount else None
+
+    def mark_lost(self, job_id: int, *, retry_at: float | None, cancelled: bool, error: str) -> Job | None:
+        """running -> retrying | failed | cancelled, for a job whose runner died."""
+        if cancelled:
+            return self._finish(job_id, Status.CANCELLED, error=error)
+        return self.fail_attempt(job_id, retry_at=retry_at, error=error, exception="RunnerLost",
+                                 exit_code=None, exit_signal=None)
+
+    def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'running'",
+                (fraction, message, time.time(), job_id),
+            )
+
+    # --- helpers ------------------------------------------------------------
+
+    def _get(self, conn: sqlite3.Connection, job_id: int) -> Job:
+        return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def _finish(self, job_id: int, status: Status, **values) -> Job | None:
+        return self._cas(job_id, (Status.RUNNING,), status=status.value, finished_at=time.time(), **values)
+
+    def _cas(self, job_id: int, expected: tuple[Status, ...], **values) -> Job | None:
+        """The one compare-and-set: set `values` if the job is in `expected`."""
+        values["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in values)
+        exp = [s.value for s in expected]
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ? AND status IN ({_placeholders(exp)})",
+                [*values.values(), job_id, *exp],
+            )
+            return self._get(conn, job_id) if cur.rowcount else None

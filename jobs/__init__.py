@@ -1,0 +1,1 @@
+"""Example jobs. Each class here is allowlisted in config.yaml."""
