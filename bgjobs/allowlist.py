@@ -286,3 +286,53 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
             raise bad()
         return value
     return value  # an annotation we do not coerce: passed through as given
+
+
+def _kind_of(annotation) -> str:
+    import inspect
+    import types
+    import typing
+
+    if annotation is inspect.Parameter.empty:
+        return "any"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else annotation
+    target = typing.get_origin(annotation) or annotation
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list",
+            dict: "dict"}.get(target, "any")
+
+
+def describe(config: Config) -> list[dict]:
+    """Every allowlisted class with its allowed methods and their params:
+    [{"class": path, "doc": str, "error": str|None, "methods": [{"name", "doc",
+    "params": [{"name", "kind", "default", "required", "varargs"}]}]}]."""
+    import inspect
+
+    out = []
+    for path in config.classes:
+        entry = {"class": path, "doc": "", "error": None, "methods": []}
+        try:
+            cls = resolve_class(config, path)
+        except RejectedError as exc:
+            entry["error"] = str(exc)
+            out.append(entry)
+            continue
+        entry["doc"] = inspect.getdoc(cls) or ""
+        for name in allowed_methods(config, cls, path):
+            raw = find_method(config, cls, path, name)
+            params = []
+            for p in parameters(cls, raw):
+                if p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD):
+                    continue
+                params.append({
+                    "name": p.name,
+                    "kind": _kind_of(p.annotation),
+                    "default": None if p.default is inspect.Parameter.empty else p.default,
+                    "required": p.default is inspect.Parameter.empty and p.kind != p.VAR_POSITIONAL,
+                    "varargs": p.kind == p.VAR_POSITIONAL,
+                })
+            func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+            entry["methods"].append({"name": name, "doc": inspect.getdoc(func) or "", "params": params})
+        out.append(entry)
+    return out

@@ -79,3 +79,48 @@ def wait_for(job_id: int, *, timeout: float | None = None, config: _ConfigArg = 
             last_dispatch = now
         time.sleep(pause)
         pause = min(pause * 1.5, 0.2)
+
+
+def job_counts(*, config: _ConfigArg = None, since: float | None = None) -> dict[str, int]:
+    """Jobs per status. With `since` (epoch seconds), only jobs finished since then
+    or not finished yet."""
+    return open_runtime(config).store.counts(since=since)
+
+
+def retry_job(job_id: int, *, source: str = "api", user: str | None = None,
+              config: _ConfigArg = None) -> Job:
+    """Launch a new job with the same class, method, params and priority as
+    job `job_id` (re-validated against today's allowlist)."""
+    rt = open_runtime(config)
+    old = rt.store.get(int(job_id))
+    if old is None:
+        raise NoSuchJob(job_id)
+    return launcher.submit(rt, old.class_path, old.method, old.params, priority=old.priority,
+                           source=source, user=user, retry_of=old.id)
+
+
+def output_tail(job_id: int, *, max_bytes: int = 64 * 1024, config: _ConfigArg = None) -> str:
+    """The last `max_bytes` of the job's stdout/stderr file ('' if none yet)."""
+    path = open_runtime(config).config.output_path(int(job_id))
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    if size > max_bytes:
+        text = text.split("\n", 1)[-1]  # drop the partial first line
+    return text
+
+
+def catalog(*, config: _ConfigArg = None) -> list[dict]:
+    """What may run: one entry per allowlisted class with its allowed methods and
+    their params (name, kind, default), for forms such as the dashboard's.
+    A class that fails to import is listed with an `error`."""
+    from . import allowlist
+
+    rt = open_runtime(config)
+    return allowlist.describe(rt.config)

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Set everything up, then start the dashboard or run the tests.
+
+    python3 dev.py start     # venv + deps, then the Streamlit dashboard
+    python3 dev.py test      # venv + deps, then the whole test suite
+
+Needs only python3 (3.11+). Dependencies go to .venv/, reinstalled when
+requirements.txt or pyproject.toml change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".bgjobs-deps"
+
+
+def _deps_hash() -> str:
+    h = hashlib.sha256()
+    for name in ("requirements.txt", "pyproject.toml"):
+        h.update((ROOT / name).read_bytes())
+    return h.hexdigest()
+
+
+def setup() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"bgjobs needs Python 3.11 or later; this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    want = _deps_hash()
+    if STAMP.exists() and STAMP.read_text() == want:
+        return
+    print("installing dependencies into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True, cwd=ROOT)
+    STAMP.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "start"
+    if command not in ("start", "test", "setup"):
+        print(__doc__)
+        return 2
+    setup()
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.setdefault("BGJOBS_CONFIG", str(ROOT / "config.yaml"))
+    if command == "setup":
+        return 0
+    if command == "test":
+        args = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
+    else:
+        args = [str(BIN / "streamlit"), "run", str(ROOT / "dashboard.py"), *argv[1:]]
+    os.chdir(ROOT)
+    os.execve(args[0], args, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,156 @@
+"""Shared fixtures: a temp project with its own config.yaml and job module.
+
+Every test that starts jobs gets a fresh project in tmp_path; at teardown,
+every process that still runs in that project (runners, attempts, wakers) is
+killed, so no test leaks processes into the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.testjobs_src import SOURCE
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Project:
+    """A throwaway bgjobs project: config, job module, logs, state."""
+
+    def __init__(self, root: Path, **config) -> None:
+        self.root = root
+        (root / "testjobs").mkdir()
+        (root / "testjobs" / "__init__.py").write_text("")
+        (root / "testjobs" / "tasks.py").write_text(SOURCE)
+        self.config_path = root / "config.yaml"
+        self.write_config(**config)
+
+    def write_config(self, **overrides) -> None:
+        cfg = {
+            "allowed_classes": [
+                "testjobs.tasks.Tasks",
+                "testjobs.tasks.Cooperative",
+                "testjobs.tasks.NeedsArgs",
+            ],
+            "max_retries": 0,
+            "retry_delay": 0.05,
+            "retry_backoff": 1,
+            "cancel_grace": 2,
+            "max_concurrent": 8,
+        }
+        cfg.update(overrides)
+        self.config_path.write_text(yaml.safe_dump(cfg))
+        self._rt = None
+
+    @property
+    def rt(self):
+        from bgjobs.runtime import open_runtime
+
+        return open_runtime(self.config_path)
+
+    @property
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["BGJOBS_CONFIG"] = str(self.config_path)
+        env["BGJOBS_TEST_DIR"] = str(self.root)
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        env.pop("BGJOBS_LOCK_FD", None)
+        return env
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a console script (job-run, job-status, ...) in this project."""
+        proc = subprocess.run(
+            [str(BIN / args[0]), *args[1:]], env=self.env, cwd=self.root, capture_output=True,
+            text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def submit(self, method: str, *params, cls: str = "testjobs.tasks.Tasks", **options) -> int:
+        from bgjobs import api
+
+        return api.run_background_job(cls, method, *params, config=self.config_path, **options)
+
+    def job(self, job_id: int):
+        return self.rt.store.get(job_id)
+
+    def wait_status(self, job_id: int, *statuses: str, timeout: float = 20.0):
+        from bgjobs import launcher
+
+        def check():
+            launcher.dispatch(self.rt)
+            job = self.job(job_id)
+            return job if job.status.value in statuses else None
+
+        return wait_until(check, timeout, what=f"job {job_id} to be {'/'.join(statuses)} "
+                          f"(it is {self.job(job_id).status.value})")
+
+    def wait_final(self, job_id: int, timeout: float = 20.0):
+        return self.wait_status(job_id, "succeeded", "failed", "cancelled", timeout=timeout)
+
+    def records(self, errors: bool = False) -> list[dict]:
+        name = "background_jobs_errors.log" if errors else "background_jobs.log"
+        path = self.root / "logs" / name
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def events(self, job_id: int | None = None) -> list[str]:
+        return [r["event"] for r in self.records() if job_id is None or r["job_id"] == job_id]
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process working in this project (runners, attempts, wakers)."""
+        found = []
+        for proc in psutil.process_iter(["pid", "cwd", "status"]):
+            try:
+                if proc.info["cwd"] and Path(proc.info["cwd"]) == self.root and proc.pid != os.getpid():
+                    if proc.info["status"] != psutil.STATUS_ZOMBIE:
+                        found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return found
+
+    def kill_all(self) -> None:
+        for proc in self.processes():
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    root.mkdir()
+    proj = Project(root)
+    monkeypatch.setenv("BGJOBS_TEST_DIR", str(root))
+    monkeypatch.syspath_prepend(str(root))
+    yield proj
+    proj.kill_all()
+    for name in list(sys.modules):
+        if name == "testjobs" or name.startswith("testjobs."):
+            del sys.modules[name]
