@@ -1,0 +1,330 @@
+"""The launcher core: jobs run as detached processes, with retries and timeouts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import BIN, wait_until
+
+
+def test_job_run_prints_id_and_job_succeeds(project):
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "ok", "--params=hello", check=True)
+    job_id = int(proc.stdout.strip())
+    job = project.wait_final(job_id)
+    assert job.status.value == "succeeded"
+    assert json.loads(job.result) == "hello"
+    assert project.events(job_id) == ["queued", "started", "succeeded"]
+
+
+def test_wait_exit_codes_and_json(project):
+    ok = project.cli("job-run", "testjobs.tasks.Tasks", "ok", "--wait", "--json")
+    assert ok.returncode == 0, ok.stderr
+    body = json.loads(ok.stdout)
+    assert body["status"] == "succeeded" and isinstance(body["id"], int)
+    bad = project.cli("job-run", "testjobs.tasks.Tasks", "fail", "--wait")
+    assert bad.returncode == 1
+    assert "failed" in bad.stdout
+
+
+def test_python_api_with_class_object(project):
+    from testjobs.tasks import Tasks
+
+    from bgjobs import run_background_job
+
+    job_id = run_background_job(Tasks, "ok", "param1", config=project.config_path)
+    assert isinstance(job_id, int)
+    assert project.wait_final(job_id).status.value == "succeeded"
+
+
+def test_exception_is_retried_then_failed_with_traceback(project):
+    job_id = project.submit("fail", "kaput", max_retries=2)
+    job = project.wait_final(job_id)
+    assert job.status.value == "failed"
+    assert job.attempt == 3 and job.exception == "ValueError" and job.error == "kaput"
+    events = project.events(job_id)
+    assert events.count("attempt_failed") == 3
+    assert events.count("retry_scheduled") == 2
+    assert events[-1] == "failed"
+    errors = [r for r in project.records(errors=True) if r["job_id"] == job_id]
+    tracebacks = [r["traceback"] for r in errors if r["event"] == "attempt_failed"]
+    assert len(tracebacks) == 3 and all("ValueError: kaput" in tb for tb in tracebacks)
+    assert all(r["level"] == "ERROR" for r in errors)
+
+
+def test_retry_succeeds_on_second_attempt(project, tmp_path):
+    job_id = project.submit("fail_then_ok", str(tmp_path / "marker"), max_retries=1)
+    job = project.wait_final(job_id)
+    assert job.status.value == "succeeded" and job.attempt == 2
+
+
+def test_retry_delay_grows_with_backoff(project):
+    project.write_config(retry_delay=0.3, retry_backoff=2, max_retries=2)
+    job_id = project.submit("fail")
+    project.wait_final(job_id)
+    from datetime import datetime
+
+    starts = [datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+              for r in project.records() if r["job_id"] == job_id and r["event"] == "started"]
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(gaps) == 2
+    assert gaps[0] >= 0.3 and gaps[1] >= 0.6  # 0.3 * 2^0, then 0.3 * 2^1
+
+
+@pytest.mark.parametrize(
+    ("method", "exception", "detail"),
+    [
+        ("exit_hard", "ExitCode", "exited with code 3"),
+        ("kill_self", "KilledBySignal", "SIGKILL"),
+        ("segfault", "KilledBySignal", "SIGSEGV"),
+    ],
+)
+def test_hard_deaths_are_recorded_and_retried(project, method, exception, detail):
+    job_id = project.submit(method, max_retries=1)
+    job = project.wait_final(job_id)
+    assert job.status.value == "failed"
+    assert job.attempt == 2
+    assert job.exception == exception and detail in job.error
+    assert job.exit_code == (3 if method == "exit_hard" else None)
+    assert project.events(job_id).count("attempt_failed") == 2
+
+
+def test_timeout_stops_attempt_and_counts_as_failure(project):
+    project.write_config(cancel_grace=0.5)
+    job_id = project.submit("sleep", 60, timeout=0.3, max_retries=1)
+    job = project.wait_final(job_id)
+    assert job.status.value == "failed"
+    assert job.exception == "TimeoutError" and "timed out" in job.error
+    assert project.events(job_id).count("timed_out") == 2
+
+
+def test_async_method_runs_with_asyncio(project):
+    job_id = project.submit("async_ok", "21")
+    job = project.wait_final(job_id)
+    assert job.status.value == "succeeded" and job.result == "42"
+
+
+def test_output_goes_to_per_job_file(project):
+    job_id = project.submit("print_lines", 3)
+    project.wait_final(job_id)
+    text = (project.root / "logs" / "jobs" / f"{job_id}.out").read_text()
+    assert "line 0\nline 1\nline 2\n" in text and "to stderr" in text
+
+
+def test_params_are_coerced_to_annotations(project, tmp_path):
+    out = tmp_path / "typed.json"
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "typed", f"--params={out}", "--params=0",
+                       "--params=2.5", "--params=false", '--params=[1, "a"]', '--params={"k": 1}',
+                       "--wait")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(out.read_text())
+    assert got == {"n": 0, "x": 2.5, "flag": False, "items": [1, "a"], "opts": {"k": 1},
+                   "types": ["int", "float", "bool", "list", "dict"]}
+
+
+def test_shell_metacharacters_are_passed_literally(project, tmp_path):
+    out = tmp_path / "echo.json"
+    nasty = ["$(touch pwned)", "; rm -rf /", "`id`", "a && b | c > d", "'\"*?~", "--params=x"]
+    args = [f"--params={out}"] + [f"--params={v}" for v in nasty]
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "echo", *args, "--wait")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text()) == nasty
+    assert not (project.root / "pwned").exists()
+    assert not (project.root / "d").exists()
+
+
+REFUSALS = [
+    (["testjobs.tasks.NotListed", "run"], "not in allowed_classes"),
+    (["testjobs.tasks.Nope", "run"], "not in allowed_classes"),
+    (["testjobs.tasks.Tasks", "_private"], "private"),
+    (["testjobs.tasks.Tasks", "__init__"], "private"),
+    (["testjobs.tasks.Tasks", "__class__"], "private"),
+    (["testjobs.tasks.Tasks", "mro"], "has no method"),
+    (["testjobs.tasks.Tasks", "__subclasshook__"], "private"),
+    (["testjobs.tasks.Tasks", "not_callable"], "not a callable"),
+    (["testjobs.tasks.Tasks", "missing"], "has no method"),
+    (["testjobs.tasks.Tasks", "sleep", "--params=1", "--params=2"], "takes 0 to 1 params"),
+    (["testjobs.tasks.Tasks", "typed", "--params=x"], "takes 6 params"),
+    (["testjobs.tasks.Tasks", "sleep", "--params=soon"], "must be float"),
+    (["testjobs.tasks.Tasks", "typed", "--params=p", "--params=1.5", "--params=1", "--params=true",
+      "--params=[]", "--params={}"], "param n must be int"),
+    (["testjobs.tasks.Tasks", "typed", "--params=p", "--params=1", "--params=1", "--params=maybe",
+      "--params=[]", "--params={}"], "param flag must be bool"),
+    (["testjobs.tasks.Tasks", "typed", "--params=p", "--params=1", "--params=1", "--params=true",
+      "--params=[", "--params={}"], "param items must be list"),
+    (["testjobs.tasks.NeedsArgs", "run"], "cannot be created without arguments"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSALS)
+def test_refusals_exit_2_with_no_row_and_a_rejected_record(project, args, message):
+    proc = project.cli("job-run", *args)
+    assert proc.returncode == 2, proc.stdout
+    assert message in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one clear line
+    assert project.rt.store.list_jobs() == []
+    rejected = project.records(errors=True)
+    assert [r["event"] for r in rejected] == ["rejected"]
+    assert rejected[0]["job_id"] is None and message in rejected[0]["message"]
+    assert project.processes() == []
+
+
+def test_inherited_method_from_a_listed_class_base_is_allowed(project):
+    job_id = project.submit("inherited")
+    assert project.wait_final(job_id).status.value == "succeeded"
+
+
+def test_static_method_runs(project):
+    job_id = project.submit("static_ok")
+    assert project.wait_final(job_id).result == '"static"'
+
+
+def test_per_class_overrides(project):
+    project.write_config(
+        allowed_classes=[{"class": "testjobs.tasks.Tasks", "methods": ["ok", "fail"], "max_retries": 2,
+                          "timeout": 7, "priority": 3}],
+    )
+    job_id = project.submit("fail")
+    job = project.wait_final(job_id)
+    assert (job.max_attempts, job.timeout, job.priority) == (3, 7.0, 3)
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "sleep")
+    assert proc.returncode == 2 and "not in its allowed methods" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_retries: [1\n", "malformed YAML"),
+        ("retry_delay: -1\n", "'retry_delay'"),
+        ("retry_delay: .nan\n", "'retry_delay'"),
+        ("retry_delay: fast\n", "'retry_delay'"),
+        ("max_retries: 1.5\n", "'max_retries'"),
+        ("colour: blue\n", "unknown key 'colour'"),
+        ("allowed_classes: jobs.X\n", "'allowed_classes'"),
+        ("allowed_classes:\n  - {class: a.B, retries: 2}\n", "unknown key 'allowed_classes[0].retries'"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+    ],
+)
+def test_bad_config_exits_2_naming_file_and_key(project, text, message):
+    project.config_path.write_text(text)
+    for cmd in (["job-run", "testjobs.tasks.Tasks", "ok"], ["job-status"]):
+        proc = project.cli(*cmd)
+        assert proc.returncode == 2
+        assert str(project.config_path) in proc.stderr and message in proc.stderr
+    assert not (project.root / "state" / "jobs.sqlite3").exists()
+
+
+def test_missing_config_and_config_flag(project, tmp_path):
+    proc = project.cli("job-status", "--config", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2 and "no such config file" in proc.stderr
+    proc = project.cli("job-status", "--config", str(project.config_path))
+    assert proc.returncode == 0
+
+
+def test_relative_paths_resolve_against_config_folder(project, tmp_path):
+    project.write_config(log_dir="mylogs", state_dir="mystate")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = project.env
+    proc = subprocess.run([str(BIN / "job-run"), "testjobs.tasks.Tasks", "ok", "--wait"],
+                          cwd=elsewhere, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (project.root / "mylogs" / "background_jobs.log").exists()
+    assert (project.root / "mystate" / "jobs.sqlite3").exists()
+    assert not (elsewhere / "mylogs").exists()
+
+
+def test_job_survives_the_callers_exit(project, tmp_path):
+    marker = tmp_path / "started.jsonl"
+    code = (
+        "import sys; from bgjobs import api;"
+        f"print(api.run_background_job('testjobs.tasks.Tasks', 'record_start', {str(marker)!r}, 1.0,"
+        f" config={str(project.config_path)!r}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=project.env, cwd=project.root,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    job_id = int(proc.stdout)
+    # The caller is gone; the job still runs to the end.
+    assert project.wait_final(job_id).status.value == "succeeded"
+    assert marker.exists()
+
+
+@pytest.mark.slow
+def test_fifty_concurrent_job_runs(project):
+    project.write_config(max_concurrent=4)
+
+    def launch(i):
+        return project.cli("job-run", "testjobs.tasks.Tasks", "ok", f"--params=v{i}")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        procs = list(pool.map(launch, range(50)))
+    assert all(p.returncode == 0 for p in procs), [p.stderr for p in procs if p.returncode]
+    ids = [int(p.stdout) for p in procs]
+    assert len(set(ids)) == 50
+    for job_id in ids:
+        assert project.wait_final(job_id, timeout=60).status.value == "succeeded"
+    records = project.records()  # every line parses
+    assert sum(r["event"] == "succeeded" for r in records) == 50
+
+
+def test_job_status_table_and_json(project):
+    job_id = project.submit("ok", "x")
+    project.wait_final(job_id)
+    table = project.cli("job-status", check=True).stdout
+    assert "Tasks.ok" in table and "succeeded" in table
+    body = json.loads(project.cli("job-status", str(job_id), "--json", check=True).stdout)
+    for key in ("id", "status", "class", "method", "params", "attempts", "error", "created_at",
+                "started_at", "finished_at"):
+        assert key in body
+    assert body["params"] == ["x"] and body["attempts"] == 1
+    missing = project.cli("job-status", "999")
+    assert missing.returncode == 3 and "no job 999" in missing.stderr
+
+
+def test_help_is_complete(project):
+    for cmd, words in {
+        "job-run": ["--params", "--priority", "--delay", "--at", "--max-retries", "--retry-delay",
+                    "--timeout", "--wait", "--json", "--config", "exit codes"],
+        "job-status": ["--json", "--config", "--status", "exit codes"],
+        "job-cancel": ["--grace", "--json", "--config", "exit codes"],
+    }.items():
+        out = project.cli(cmd, "--help", check=True).stdout
+        for word in words:
+            assert word in out, f"{cmd} --help lacks {word}"
+
+
+def test_unwritable_log_does_not_kill_the_job(project):
+    logs = project.root / "logs"
+    logs.mkdir()
+    (logs / "background_jobs.log").mkdir()  # a directory where the file should be
+    job_id = project.submit("ok")
+    assert project.wait_final(job_id).status.value == "succeeded"
+
+
+def test_core_does_not_import_pandas_or_streamlit(project):
+    code = ("import sys, bgjobs.cli.run, bgjobs.runner, bgjobs.api, bgjobs.cli.status, bgjobs.cli.cancel;"
+            "bad = [m for m in ('pandas', 'streamlit', 'pyarrow') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_runner_argv_holds_only_the_job_id(project):
+    job_id = project.submit("sleep", 30)
+    project.wait_status(job_id, "running")
+
+    def runner_cmdline():
+        for p in project.processes():
+            cmd = p.cmdline()
+            if "bgjobs.runner" in cmd:
+                return cmd
+        return None
+
+    cmd = wait_until(runner_cmdline, what="the runner process")
+    assert cmd[1:] == ["-m", "bgjobs.runner", str(job_id)]
