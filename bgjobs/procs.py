@@ -91,6 +91,23 @@ def signal_verified(pid: int | None, started: int | None, sig: int, *, group: bo
             os.close(pidfd)
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes in process group `pgid` (via /proc)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(b")") + 2 :].split()
+        if int(rest[2]) == pgid and rest[0] not in (b"Z", b"X"):
+            members.append(int(entry.name))
+    return members
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

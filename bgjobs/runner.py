@@ -133,7 +133,7 @@ class Runner:
             # The leader is a zombie, so its pid (and group id) are still ours.
             # Give the rest of the group the remaining grace, then kill it.
             end = kill_at or time.monotonic()
-            while procs.group_alive(pid) and time.monotonic() < end:
+            while procs.live_group_members(pid) and time.monotonic() < end:
                 time.sleep(0.02)
             _killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)

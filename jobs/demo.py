@@ -42,7 +42,7 @@ class CooperativeLoop:
 
     def run(self, items: int = 100, per_item: float = 0.1) -> int:
         done = 0
-        for i in range(items):
+        for _ in range(items):
             if bgjobs.cancel_requested():
                 print(f"stopping cleanly after {done} items")
                 raise bgjobs.JobCancelled(f"stopped after {done} items")

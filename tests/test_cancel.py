@@ -1,0 +1,250 @@
+"""Cancel and recovery: real signals to real processes, and runners that die."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+
+from bgjobs import api
+from bgjobs.errors import AlreadyFinal, NoSuchJob
+from tests.conftest import wait_until
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_cancel_kills_the_jobs_own_children(project, tmp_path):
+    pidfile = tmp_path / "sleep.pid"
+    job_id = project.submit("spawn_sleep", str(pidfile))
+    grandchild = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), what="the sleep"))
+    assert _alive(grandchild)
+    proc = project.cli("job-cancel", str(job_id))
+    assert proc.returncode == 0, proc.stderr
+    assert f"job {job_id} cancelled" in proc.stdout
+    job = project.job(job_id)
+    assert job.status.value == "cancelled"
+    wait_until(lambda: not _alive(grandchild), timeout=5, what="the grandchild sleep to die")
+    events = project.events(job_id)
+    assert events[-2:] == ["cancel_requested", "cancelled"]
+    requested = [r for r in project.records() if r["event"] == "cancel_requested"][0]
+    assert requested["source"] == "cli" and requested["user"]
+
+
+def test_job_ignoring_sigterm_is_killed_after_grace(project, tmp_path):
+    ready = tmp_path / "ready"
+    job_id = project.submit("ignore_term", str(ready))
+    wait_until(ready.exists, what="the job to ignore SIGTERM")
+    start = time.monotonic()
+    result = api.cancel_job(job_id, grace=1.0, config=project.config_path)
+    elapsed = time.monotonic() - start
+    assert result.cancelled
+    assert 1.0 <= elapsed < 1.0 + 3.0
+    assert result.job.exit_signal == signal.SIGKILL
+
+
+def test_except_exception_does_not_swallow_cancel_and_finally_runs(project, tmp_path):
+    ready, sentinel = tmp_path / "ready", tmp_path / "sentinel"
+    job_id = project.submit("swallow", str(ready), str(sentinel))
+    wait_until(ready.exists, what="the job to start")
+    start = time.monotonic()
+    result = api.cancel_job(job_id, grace=10, config=project.config_path)
+    assert result.cancelled
+    assert time.monotonic() - start < 5  # it stopped on SIGTERM, not on SIGKILL
+    assert sentinel.read_text() == "finally ran"
+    assert result.job.exception is None or result.job.status.value == "cancelled"
+
+
+def test_cooperative_job_stops_at_its_own_check(project, tmp_path):
+    ready, sentinel = tmp_path / "ready", tmp_path / "sentinel"
+    job_id = project.submit("loop", str(ready), str(sentinel), cls="testjobs.tasks.Cooperative")
+    wait_until(ready.exists, what="the loop to start")
+    result = api.cancel_job(job_id, config=project.config_path)
+    assert result.cancelled and sentinel.read_text() == "stopped cleanly"
+
+
+def test_cancel_queued_job_never_runs(project, tmp_path):
+    project.write_config(max_concurrent=1)
+    blocker = project.submit("sleep", 30)
+    project.wait_status(blocker, "running")
+    marker = tmp_path / "ran.jsonl"
+    queued = project.submit("record_start", str(marker))
+    assert project.job(queued).status.value == "queued"
+    result = api.cancel_job(queued, config=project.config_path)
+    assert result.cancelled and result.waited < 1
+    api.cancel_job(blocker, config=project.config_path)
+    time_limit = time.monotonic() + 1.5
+    while time.monotonic() < time_limit:  # give a wrong dispatch the chance to run it
+        api.list_jobs(config=project.config_path)
+        assert not marker.exists()
+        time.sleep(0.1)
+    assert project.job(queued).status.value == "cancelled"
+
+
+def test_cancel_during_retry_delay(project):
+    job_id = project.submit("fail", max_retries=3, retry_delay=30)
+    project.wait_status(job_id, "retrying")
+    start = time.monotonic()
+    result = api.cancel_job(job_id, config=project.config_path)
+    assert time.monotonic() - start < 1
+    assert result.cancelled
+    assert project.job(job_id).attempt == 1
+    assert project.events(job_id).count("started") == 1
+
+
+def test_unknown_and_final_jobs(project):
+    proc = project.cli("job-cancel", "99")
+    assert proc.returncode == 3 and "no job 99" in proc.stderr
+    with pytest.raises(NoSuchJob):
+        api.cancel_job(99, config=project.config_path)
+    job_id = project.submit("ok")
+    project.wait_final(job_id)
+    proc = project.cli("job-cancel", str(job_id))
+    assert proc.returncode == 4 and f"job {job_id} already succeeded" in proc.stderr
+    with pytest.raises(AlreadyFinal):
+        api.cancel_job(job_id, config=project.config_path)
+    body = json.loads(project.cli("job-cancel", str(job_id), "--json").stdout)
+    assert body["status"] == "succeeded"
+
+
+def test_twenty_concurrent_cancels_have_one_winner(project, tmp_path):
+    ready = tmp_path / "ready"
+    job_id = project.submit("ignore_term", str(ready))
+    wait_until(ready.exists, what="the job to start")
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        procs = list(pool.map(lambda _: project.cli("job-cancel", str(job_id), "--grace", "1"),
+                              range(20)))
+    codes = sorted(p.returncode for p in procs)
+    assert codes.count(0) == 1, [(p.returncode, p.stderr) for p in procs]
+    assert all(c in (0, 4, 5) for c in codes)
+    assert project.job(job_id).status.value == "cancelled"
+    assert project.events(job_id).count("cancel_requested") == 1
+    assert project.events(job_id).count("cancelled") == 1
+
+
+def test_cancel_racing_natural_completion_ends_consistent(project):
+    for _ in range(5):
+        job_id = project.submit("sleep", 0.05)
+        project.wait_status(job_id, "running", "succeeded")
+        try:
+            result = api.cancel_job(job_id, grace=1, config=project.config_path)
+            final = result.job.status.value
+        except AlreadyFinal as exc:
+            final = exc.job.status.value
+        job = project.wait_final(job_id)
+        assert job.status.value == final
+        events = project.events(job_id)
+        assert events.count("succeeded") + events.count("cancelled") == 1
+
+
+def _runner_of(project, job_id):
+    def find():
+        job = project.job(job_id)
+        return job.runner_pid if job.status.value == "running" and job.pid else None
+
+    return wait_until(find, what=f"job {job_id}'s runner")
+
+
+def test_kill_9_of_runner_is_lost_then_retried(project, tmp_path):
+    marker = tmp_path / "starts.jsonl"
+    job_id = project.submit("record_start", str(marker), 30.0, max_retries=1)
+    runner = _runner_of(project, job_id)
+    wait_until(marker.exists, what="the first attempt to begin")
+    os.kill(runner, signal.SIGKILL)
+    wait_until(lambda: api.list_jobs(config=project.config_path) and "lost" in project.events(job_id),
+               what="the job to be found lost")
+    lost = [r for r in project.records(errors=True) if r["event"] == "lost"]
+    assert lost and lost[0]["job_id"] == job_id and "runner" in lost[0]["message"]
+    wait_until(lambda: marker.exists() and len(marker.read_text().splitlines()) == 2,
+               what="the second attempt")
+    assert project.job(job_id).attempt == 2
+    api.cancel_job(job_id, grace=0.5, config=project.config_path)
+
+
+def test_kill_9_of_runner_with_no_retries_left_fails(project):
+    job_id = project.submit("sleep", 30, max_retries=0)
+    runner = _runner_of(project, job_id)
+    attempt_pid = project.job(job_id).pid
+    os.kill(runner, signal.SIGKILL)
+    job = project.wait_final(job_id)
+    assert job.status.value == "failed" and "runner" in job.error
+    wait_until(lambda: not _alive(attempt_pid), timeout=5, what="the orphaned attempt to die")
+
+
+def test_retry_whose_runner_died_resumes_at_next_reconcile(project, tmp_path):
+    marker = tmp_path / "m"
+    job_id = project.submit("fail_then_ok", str(marker), max_retries=1, retry_delay=0.5)
+    project.wait_status(job_id, "retrying", "running", "succeeded")
+    project.kill_all()  # every runner and the waker: nothing is left to wake it
+    job = project.wait_final(job_id)  # wait_final dispatches, i.e. reconciles
+    assert job.status.value == "succeeded" and job.attempt == 2
+
+
+def test_stale_pid_with_wrong_start_time_is_never_signalled(project):
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        job_id = project.submit("sleep", 30, max_retries=0)
+        _runner_of(project, job_id)
+        project.kill_all()  # the real runner and attempt are gone
+        store = project.rt.store
+        with store._tx() as conn:  # forge: the pid is now someone else's
+            conn.execute("UPDATE jobs SET runner_pid = ?, runner_start = 1, pid = ?, pid_start = 1 "
+                         "WHERE id = ?", (sleeper.pid, sleeper.pid, job_id))
+        proc = project.cli("job-cancel", str(job_id), "--grace", "0.2")
+        assert proc.returncode in (0, 4), proc.stderr
+        assert sleeper.poll() is None, "an unrelated process was signalled"
+        assert project.job(job_id).status.value in ("cancelled", "failed")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.slow
+def test_no_zombies_in_a_long_lived_caller(project):
+    project.write_config(max_concurrent=8)
+    code = f"""
+import time, psutil, sys
+from bgjobs import api
+cfg = {str(project.config_path)!r}
+ids = [api.run_background_job('testjobs.tasks.Tasks', 'ok', str(i), config=cfg) for i in range(50)]
+deadline = time.monotonic() + 90
+while time.monotonic() < deadline:
+    if all(api.get_job(i, config=cfg, refresh=False).is_final for i in ids):
+        break
+    time.sleep(0.1)
+else:
+    sys.exit('jobs did not finish')
+def zombies():
+    return [c.pid for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
+deadline = time.monotonic() + 10
+while zombies() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(len(zombies()))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=project.env, cwd=project.root,
+                          capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"
+
+
+def test_sigterm_inside_job_raises_job_cancelled_in_sleep(project, tmp_path):
+    ready, sentinel = tmp_path / "ready", tmp_path / "cleaned"
+    job_id = api.run_background_job("testjobs.tasks.Tasks", "swallow", str(ready), str(sentinel),
+                                     config=project.config_path)
+    wait_until(ready.exists)
+    attempt = project.job(job_id).pid
+    os.killpg(attempt, signal.SIGTERM)  # not via cancel: the attempt alone is signalled
+    job = project.wait_final(job_id)
+    assert sentinel.exists()
+    assert job.status.value == "failed" and job.exception == "JobCancelled"
