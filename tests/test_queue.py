@@ -1,0 +1,175 @@
+"""Priority and concurrency without a broker: queue order, niceness, delays, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import psutil
+import pytest
+
+from bgjobs import api
+from bgjobs.errors import RejectedError
+from tests.conftest import wait_until
+
+
+def _starts(marker) -> list[dict]:
+    if not marker.exists():
+        return []
+    return [json.loads(line) for line in marker.read_text().splitlines()]
+
+
+def test_queue_takes_lower_priority_value_first_then_oldest(project, tmp_path):
+    project.write_config(max_concurrent=1)
+    blocker = project.submit("sleep", 30)
+    project.wait_status(blocker, "running")
+    marker = tmp_path / "order.jsonl"
+    ids = {}
+    for name, prio in [("a", 5), ("b", 0), ("c", 5), ("d", -3 if os.geteuid() == 0 else 1), ("e", 0)]:
+        ids[project.submit("record_start", str(marker), priority=prio)] = name
+    assert all(project.job(i).status.value == "queued" for i in ids)
+    api.cancel_job(blocker, grace=0.2, config=project.config_path)
+    wait_until(lambda: len(_starts(marker)) == 5, timeout=30, what="all five to start")
+    started = [r["job_id"] for r in project.records() if r["event"] == "started" and r["job_id"] in ids]
+    assert [ids[i] for i in started] == ["d", "b", "e", "a", "c"]
+
+
+@pytest.mark.slow
+def test_never_more_than_the_limit_running(project):
+    project.write_config(max_concurrent=2)
+    ids = [project.submit("sleep", 0.1) for _ in range(30)]
+    store = project.rt.store
+    peak = 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        counts = store.counts()
+        peak = max(peak, counts.get("running", 0))
+        if counts.get("succeeded", 0) == 30:
+            break
+        time.sleep(0.005)
+    assert peak <= 2
+    assert peak == 2
+    assert all(project.job(i).status.value == "succeeded" for i in ids)
+
+
+def test_per_class_limit(project, tmp_path):
+    project.write_config(max_concurrent=4, allowed_classes=[
+        {"class": "testjobs.tasks.Tasks", "max_concurrent": 1}, "testjobs.tasks.Cooperative"])
+    first = project.submit("sleep", 30)
+    second = project.submit("sleep", 30)
+    project.wait_status(first, "running")
+    api.list_jobs(config=project.config_path)
+    assert project.job(second).status.value == "queued"
+    api.cancel_job(first, grace=0.2, config=project.config_path)
+    project.wait_status(second, "running")
+    api.cancel_job(second, grace=0.2, config=project.config_path)
+
+
+def test_job_runs_at_its_niceness(project, tmp_path):
+    marker = tmp_path / "nice.jsonl"
+    job_id = project.submit("record_start", str(marker), 30.0, priority=7)
+    wait_until(marker.exists)
+    job = project.job(job_id)
+    assert psutil.Process(job.pid).nice() == 7
+    assert _starts(marker)[0]["nice"] == 7
+    api.cancel_job(job_id, grace=0.2, config=project.config_path)
+
+
+def test_negative_priority(project, tmp_path):
+    if os.geteuid() != 0:
+        with pytest.raises(RejectedError, match="needs privilege"):
+            project.submit("ok", priority=-5)
+        proc = project.cli("job-run", "testjobs.tasks.Tasks", "ok", "--priority=-5")
+        assert proc.returncode == 2 and "needs privilege" in proc.stderr
+        return
+    # Running as root: the privilege is there, so the priority must be applied.
+    marker = tmp_path / "nice.jsonl"
+    job_id = project.submit("record_start", str(marker), priority=-5)
+    project.wait_final(job_id)
+    assert _starts(marker)[0]["nice"] == -5
+
+
+def test_priority_out_of_range_is_refused(project):
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "ok", "--priority=20")
+    assert proc.returncode == 2 and "priority must be a whole number from -20 to 19" in proc.stderr
+
+
+def test_delayed_job_starts_no_earlier_than_its_time(project, tmp_path):
+    marker = tmp_path / "t.jsonl"
+    before = time.time()
+    job_id = project.submit("record_start", str(marker), delay=1.5)
+    assert project.job(job_id).status.value == "queued"
+    wait_until(marker.exists, timeout=10, what="the delayed job to start")  # the waker starts it
+    assert _starts(marker)[0]["t"] >= before + 1.5
+
+
+def test_at_time_and_bad_at(project, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    marker = tmp_path / "t.jsonl"
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "record_start", f"--params={marker}",
+                       f"--at={at.isoformat()}", check=True)
+    wait_until(marker.exists, timeout=10, what="the --at job to start")
+    assert _starts(marker)[0]["t"] >= at.timestamp()
+    assert int(proc.stdout) > 0
+    bad = project.cli("job-run", "testjobs.tasks.Tasks", "ok", "--at=tomorrow")
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+
+
+def test_progress_is_visible_in_job_status_json(project, tmp_path):
+    ready = tmp_path / "ready"
+    job_id = project.submit("progress", str(ready))
+    wait_until(ready.exists)
+    body = json.loads(project.cli("job-status", str(job_id), "--json", check=True).stdout)
+    assert body["progress"] == pytest.approx(0.4) and body["progress_message"] == "step 2 of 5"
+    assert "40%" in project.cli("job-status", check=True).stdout
+    api.cancel_job(job_id, grace=0.2, config=project.config_path)
+
+
+def test_progress_is_rate_limited():
+    from bgjobs import context
+    from bgjobs.context import JobContext
+
+    writes = []
+
+    class Spy:
+        def set_progress(self, job_id, fraction, message):
+            writes.append(fraction)
+
+    context.enter(JobContext(1, 1, 1, "x.Y", "m"), Spy(), cooperative=True)
+    try:
+        for i in range(10_000):
+            context.progress(i / 10_000)
+        assert len(writes) <= 2  # a tight loop costs at most a few writes
+        context.flush_progress()
+        assert writes[-1] == pytest.approx(9_999 / 10_000)
+    finally:
+        context._current = None
+        context._store = None
+
+
+def test_current_job_gives_id_and_attempt(project, tmp_path):
+    marker = tmp_path / "ctx.jsonl"
+    job_id = project.submit("record_start", str(marker))
+    project.wait_final(job_id)
+    assert _starts(marker)[0]["id"] == job_id
+    from bgjobs import current_job
+
+    assert current_job() is None  # outside a job
+
+
+def test_queued_job_survives_a_crash_of_everything(project, tmp_path):
+    project.write_config(max_concurrent=1)
+    blocker = project.submit("sleep", 600)
+    project.wait_status(blocker, "running")
+    marker = tmp_path / "t.jsonl"
+    queued = project.submit("record_start", str(marker))
+    project.kill_all()  # runners, attempts and the waker: the machine "crashed"
+    assert project.processes() == []
+    assert project.job(queued).status.value == "queued"
+    api.list_jobs(config=project.config_path)  # the next dispatch
+    wait_until(marker.exists, timeout=10, what="the queued job to start after the crash")
+    assert project.wait_final(queued).status.value == "succeeded"
+    assert project.job(blocker).status.value in ("retrying", "failed", "running", "succeeded")
