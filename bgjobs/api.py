@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-from . import cancel as _cancel
 from . import launcher
 from .config import Config
 from .errors import NoSuchJob, WaitTimeout
@@ -36,7 +35,9 @@ def cancel_job(job_id: int, *, grace: float | None = None, source: str = "api",
                user: str | None = None, config: _ConfigArg = None, wait: bool = True):
     """Stop job `job_id`; returns a CancelResult once it is final. Raises NoSuchJob,
     AlreadyFinal or CancelInProgress. See bgjobs.cancel."""
-    return _cancel.cancel(open_runtime(config), int(job_id), grace=grace, source=source,
+    from .cancel import cancel
+
+    return cancel(open_runtime(config), int(job_id), grace=grace, source=source,
                           user=user, wait=wait)
 
 

@@ -81,19 +81,8 @@ def dispatch(rt: Runtime) -> list[Job]:
     """Reconcile, then start a runner for each due job that fits a free slot.
     Returns the jobs started. Safe to call from any number of processes."""
     recovery.reconcile(rt)
-    config = rt.config
-    limits = {p: c.max_concurrent for p, c in config.classes.items() if c.max_concurrent}
-
-    def take_lock(job: Job):
-        fd = procs.open_lock(rt.lock_path(job.id))
-        if procs.try_lock(fd):
-            return fd
-        os.close(fd)  # a live runner (or a reconciler) has it
-        return None
-
-    claimed = rt.store.claim_due(max_running=config.max_concurrent, class_limits=limits, accept=take_lock)
     started = []
-    for job, fd in claimed:
+    for job, fd in claim(rt):
         try:
             rt.spawner.spawn_runner(job.id, fd)
             started.append(job)
@@ -103,6 +92,27 @@ def dispatch(rt: Runtime) -> list[Job]:
             os.close(fd)  # the runner holds its own copy of the lock now
     ensure_waker(rt)
     return started
+
+
+def claim(rt: Runtime, limit: int | None = None) -> list[tuple[Job, int]]:
+    """Claim due jobs that fit free slots (at most `limit`): each comes with its
+    lock, taken, as an open descriptor the caller must hand on or close."""
+    config = rt.config
+    limits = {p: c.max_concurrent for p, c in config.classes.items() if c.max_concurrent}
+    taken = 0
+
+    def take_lock(job: Job):
+        nonlocal taken
+        if limit is not None and taken >= limit:
+            return None
+        fd = procs.open_lock(rt.lock_path(job.id))
+        if procs.try_lock(fd):
+            taken += 1
+            return fd
+        os.close(fd)  # a live runner (or a reconciler) has it
+        return None
+
+    return rt.store.claim_due(max_running=config.max_concurrent, class_limits=limits, accept=take_lock)
 
 
 def ensure_waker(rt: Runtime) -> None:

@@ -8,7 +8,6 @@ Linux only (flock, /proc, pidfd).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -120,6 +119,8 @@ def group_alive(pgid: int) -> bool:
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     """Ask the kernel to send `sig` to this process when its parent dies."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)

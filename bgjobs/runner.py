@@ -22,23 +22,27 @@ from .runtime import Runtime, open_runtime
 from .spawner import LOCK_FD_ENV
 
 POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
+MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands over
 
 
 class Runner:
-    def __init__(self, rt: Runtime, job_id: int, lock_fd: int) -> None:
+    """Runs claimed jobs one after another, each attempt in a forked child."""
+
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.job_id = job_id
-        self.lock_fd = lock_fd
         self.sigterm = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
     def _on_signal(self, signum, frame) -> None:
         self.sigterm = True  # acted on in the wait loop; handlers only set flags
 
-    def run(self) -> Job | None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+    def run(self, job_id: int, lock_fd: int) -> Job | None:
+        """Run one attempt of claimed job `job_id`, holding `lock_fd`."""
+        self.job_id, self.lock_fd, self.sigterm = job_id, lock_fd, False
+        _redirect_output(self.rt.config.output_path(job_id))
         store, log = self.rt.store, self.rt.log
         me = os.getpid()
         job = store.start_attempt(self.job_id, me, procs.start_time(me))
@@ -204,6 +208,17 @@ class Runner:
         return done
 
 
+def _redirect_output(path) -> None:
+    """Point this process's stdout and stderr (and so the attempt's) at the job's file."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -246,22 +261,30 @@ def main(argv: list[str] | None = None) -> int:
         if not procs.try_lock(lock_fd):
             print(f"bgjobs: job {job_id} already has a runner", file=sys.stderr)
             return 1
-    try:
-        done = Runner(rt, job_id, lock_fd).run()
-        if done is not None and done.is_final:
-            try:
-                os.unlink(rt.lock_path(job_id))
-            except OSError:
-                pass
-    finally:
-        os.close(lock_fd)  # release before dispatch, so a due retry can be claimed
-    from .launcher import dispatch
+    from . import launcher
 
-    if done is not None and done.status.value == "retrying":
-        # A short retry delay: wait it out here rather than leave it to the
-        # waker's next tick. The job is a row again, so a cancel is immediate.
-        time.sleep(max(0.0, min(done.run_after - time.time(), 1.0)))
-    dispatch(rt)
+    runner = Runner(rt)
+    for _ in range(MAX_CHAIN):
+        try:
+            done = runner.run(job_id, lock_fd)
+            if done is not None and done.is_final:
+                try:
+                    os.unlink(rt.lock_path(job_id))
+                except OSError:
+                    pass
+        finally:
+            os.close(lock_fd)  # release first, so a due retry can be claimed
+        if done is not None and done.status.value == "retrying":
+            # A short retry delay: wait it out here rather than leave it to the
+            # waker's next tick. The job is a row again, so a cancel is immediate.
+            time.sleep(max(0.0, min(done.run_after - time.time(), 1.0)))
+        # Take the next due job ourselves: a fresh interpreter per job would
+        # cost more than the job. Each attempt still gets its own process.
+        claimed = launcher.claim(rt, limit=1)
+        if not claimed:
+            break
+        job_id, lock_fd = claimed[0][0].id, claimed[0][1]
+    launcher.dispatch(rt)
     return 0
 
 

@@ -72,10 +72,3 @@ class AsyncFetch:
         urls = urls or ["https://example.org/a", "https://example.org/b"]
         sizes = await asyncio.gather(*(fake_fetch(u) for u in urls))
         return dict(zip(urls, sizes, strict=True))
-
-
-class Noop:
-    """Does nothing; the benchmarks run thousands of these."""
-
-    def run(self) -> None:
-        return None

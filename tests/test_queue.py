@@ -173,3 +173,17 @@ def test_queued_job_survives_a_crash_of_everything(project, tmp_path):
     wait_until(marker.exists, timeout=10, what="the queued job to start after the crash")
     assert project.wait_final(queued).status.value == "succeeded"
     assert project.job(blocker).status.value in ("retrying", "failed", "running", "succeeded")
+
+
+def test_a_runner_that_takes_the_next_job_keeps_outputs_apart(project):
+    project.write_config(max_concurrent=1)
+    blocker = project.submit("sleep", 30)
+    project.wait_status(blocker, "running")
+    ids = [project.submit("print_lines", n) for n in (1, 2, 3)]
+    api.cancel_job(blocker, grace=0.2, config=project.config_path)
+    for job_id in ids:
+        project.wait_final(job_id)
+    for n, job_id in zip((1, 2, 3), ids, strict=True):
+        text = (project.root / "logs" / "jobs" / f"{job_id}.out").read_text()
+        assert text.count("line ") == n and f"job {job_id} attempt 1" in text
+        assert "job " + str(blocker) not in text
