@@ -1,0 +1,88 @@
+"""The two log files as tables, shared by every session of the dashboard.
+
+Each file is parsed once per process by a bgjobs.logtable.LogTail held in
+st.cache_resource (keyed by path). Every run calls refresh(), which reads only
+the lines appended since the last run. Derived tables (filters, charts) are
+memoized against the tail's version, so an unchanged file costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from bgjobs import logtable
+
+MEMO_SIZE = 64
+
+
+class LogSource:
+    """One log file, parsed incrementally; safe to share between sessions."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._tail = logtable.LogTail(self.path)
+        self._lock = threading.Lock()
+        self._memo: OrderedDict[tuple, object] = OrderedDict()
+        self._version = 0
+        self._frame = self._tail.frame
+
+    def refresh(self) -> pd.DataFrame:
+        """Read what was appended since the last call; return every row."""
+        with self._lock:
+            before = (len(self._frame), self._tail.bad_lines)
+            self._tail.refresh()
+            frame = self._tail.frame
+            if frame is not self._frame or (len(frame), self._tail.bad_lines) != before:
+                self._version += 1
+                self._memo.clear()
+            self._frame = frame
+            return frame
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self._frame
+
+    @property
+    def bad_lines(self) -> int:
+        return int(self._tail.bad_lines)
+
+    def memo(self, key: Hashable, compute: Callable[[pd.DataFrame], object]):
+        """compute(frame), remembered until the file grows. Computed outside the
+        lock, so one slow chart does not hold up other sessions."""
+        with self._lock:
+            version, frame = self._version, self._frame
+            full_key = (version, key)
+            if full_key in self._memo:
+                self._memo.move_to_end(full_key)
+                return self._memo[full_key]
+        value = compute(frame)
+        with self._lock:
+            if self._version == version:
+                self._memo[full_key] = value
+                while len(self._memo) > MEMO_SIZE:
+                    self._memo.popitem(last=False)
+        return value
+
+
+@st.cache_resource(show_spinner="Reading the log file…", max_entries=8)
+def _source(path: str) -> LogSource:
+    return LogSource(Path(path))
+
+
+def source(path: Path) -> LogSource:
+    """The shared, refreshed LogSource of `path`."""
+    src = _source(str(path))
+    src.refresh()
+    return src
+
+
+def job_records(path: Path, job_id: int) -> pd.DataFrame:
+    """Every record of job `job_id` in the log at `path`, oldest first."""
+    src = source(path)
+    return src.memo(("job", int(job_id)), lambda df: logtable.filter_logs(df, job_id=int(job_id)))
