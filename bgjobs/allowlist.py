@@ -45,8 +45,7 @@ def allowed_entry(config: Config, class_path: str) -> ClassPolicy:
     entry = config.classes.get(class_path)
     if entry is None:
         raise RejectedError(
-            f"class {class_path} is not in allowed_classes ({config.path.name}); "
-            f"add it there to allow it",
+            f"class {class_path} is not in allowed_classes ({config.path.name}); add it there to allow it",
             field="class",
         )
     return entry
@@ -61,8 +60,7 @@ def resolve_class(config: Config, class_path: str) -> type:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a broken job module is the user's to fix
         raise RejectedError(
-            f"cannot import module {module_name} for {class_path}: "
-            f"{type(exc).__name__}: {exc}",
+            f"cannot import module {module_name} for {class_path}: {type(exc).__name__}: {exc}",
             field="class",
         ) from None
     cls = getattr(module, name, None)
@@ -185,16 +183,15 @@ def coerce_params(cls: type, raw, class_path: str, method: str, values: list) ->
     import inspect
 
     params = parameters(cls, raw)
-    positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
     required = [p for p in positional if p.default is inspect.Parameter.empty]
     if len(values) < len(required) or (len(values) > len(positional) and not has_varargs):
         names = ", ".join(p.name for p in positional) or "none"
         want = (
-            f"{len(required)}" if len(required) == len(positional) else
-            f"{len(required)} to {len(positional)}"
+            f"{len(required)}"
+            if len(required) == len(positional)
+            else f"{len(required)} to {len(positional)}"
         )
         if has_varargs:
             want = f"at least {len(required)}"
@@ -226,8 +223,11 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")
-                             and len(args) < len(typing.get_args(annotation))):
+        if value is None or (
+            isinstance(value, str)
+            and value.lower() in ("null", "none")
+            and len(args) < len(typing.get_args(annotation))
+        ):
             return None
         errors = []
         for arg in args:
@@ -279,7 +279,7 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
             try:
                 value = json.loads(value)
             except ValueError:
-                raise bad(" (pass JSON, e.g. [1, 2] or {\"k\": 1})") from None
+                raise bad(' (pass JSON, e.g. [1, 2] or {"k": 1})') from None
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, want):
@@ -299,8 +299,15 @@ def _kind_of(annotation) -> str:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0] if len(args) == 1 else annotation
     target = typing.get_origin(annotation) or annotation
-    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list",
-            dict: "dict"}.get(target, "any")
+    return {
+        bool: "bool",
+        int: "int",
+        float: "float",
+        str: "str",
+        list: "list",
+        tuple: "list",
+        dict: "dict",
+    }.get(target, "any")
 
 
 def describe(config: Config) -> list[dict]:
@@ -325,13 +332,15 @@ def describe(config: Config) -> list[dict]:
             for p in parameters(cls, raw):
                 if p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD):
                     continue
-                params.append({
-                    "name": p.name,
-                    "kind": _kind_of(p.annotation),
-                    "default": None if p.default is inspect.Parameter.empty else p.default,
-                    "required": p.default is inspect.Parameter.empty and p.kind != p.VAR_POSITIONAL,
-                    "varargs": p.kind == p.VAR_POSITIONAL,
-                })
+                params.append(
+                    {
+                        "name": p.name,
+                        "kind": _kind_of(p.annotation),
+                        "default": None if p.default is inspect.Parameter.empty else p.default,
+                        "required": p.default is inspect.Parameter.empty and p.kind != p.VAR_POSITIONAL,
+                        "varargs": p.kind == p.VAR_POSITIONAL,
+                    }
+                )
             func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
             entry["methods"].append({"name": name, "doc": inspect.getdoc(func) or "", "params": params})
         out.append(entry)

@@ -31,14 +31,20 @@ def submit(job, method: str, params=(), *, config: _ConfigArg = None, **options)
     return launcher.submit(open_runtime(config), job, method, params, **options)
 
 
-def cancel_job(job_id: int, *, grace: float | None = None, source: str = "api",
-               user: str | None = None, config: _ConfigArg = None, wait: bool = True):
+def cancel_job(
+    job_id: int,
+    *,
+    grace: float | None = None,
+    source: str = "api",
+    user: str | None = None,
+    config: _ConfigArg = None,
+    wait: bool = True,
+):
     """Stop job `job_id`; returns a CancelResult once it is final. Raises NoSuchJob,
     AlreadyFinal or CancelInProgress. See bgjobs.cancel."""
     from .cancel import cancel
 
-    return cancel(open_runtime(config), int(job_id), grace=grace, source=source,
-                          user=user, wait=wait)
+    return cancel(open_runtime(config), int(job_id), grace=grace, source=source, user=user, wait=wait)
 
 
 def get_job(job_id: int, *, config: _ConfigArg = None, refresh: bool = True) -> Job:
@@ -88,16 +94,23 @@ def job_counts(*, config: _ConfigArg = None, since: float | None = None) -> dict
     return open_runtime(config).store.counts(since=since)
 
 
-def retry_job(job_id: int, *, source: str = "api", user: str | None = None,
-              config: _ConfigArg = None) -> Job:
+def retry_job(job_id: int, *, source: str = "api", user: str | None = None, config: _ConfigArg = None) -> Job:
     """Launch a new job with the same class, method, params and priority as
     job `job_id` (re-validated against today's allowlist)."""
     rt = open_runtime(config)
     old = rt.store.get(int(job_id))
     if old is None:
         raise NoSuchJob(job_id)
-    return launcher.submit(rt, old.class_path, old.method, old.params, priority=old.priority,
-                           source=source, user=user, retry_of=old.id)
+    return launcher.submit(
+        rt,
+        old.class_path,
+        old.method,
+        old.params,
+        priority=old.priority,
+        source=source,
+        user=user,
+        retry_of=old.id,
+    )
 
 
 def output_tail(job_id: int, *, max_bytes: int = 64 * 1024, config: _ConfigArg = None) -> str:

@@ -37,7 +37,9 @@ def child_main(rt, job, result_fd: int, parent: int) -> None:
             raise RejectedError(f"cannot run at priority {job.priority}: {exc.strerror}") from None
         func = allowlist.check_again(rt.config, job.class_path, job.method)
         owner = getattr(func, "__self__", None)
-        cooperative = bool(getattr(owner if not isinstance(owner, type) else owner, "cooperative_cancel", False))
+        cooperative = bool(
+            getattr(owner if not isinstance(owner, type) else owner, "cooperative_cancel", False)
+        )
         ctx = context.JobContext(job.id, job.attempt, job.max_attempts, job.class_path, job.method)
         context.enter(ctx, rt.store, cooperative=cooperative)
         result = func(*job.params)
@@ -93,5 +95,9 @@ def _error_report(exc: BaseException) -> dict:
         tb = None
     else:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"ok": False, "exception": type(exc).__name__, "error": str(exc) or type(exc).__name__,
-            "traceback": tb}
+    return {
+        "ok": False,
+        "exception": type(exc).__name__,
+        "error": str(exc) or type(exc).__name__,
+        "traceback": tb,
+    }

@@ -59,11 +59,21 @@ def cancel(
             done = store.cancel_waiting(job_id, source, user)
             if done is None:
                 continue  # it was claimed, or cancelled, meanwhile
-            log.emit("cancel_requested", job=done, message=f"cancel of job {job_id} requested by {source}",
-                     source=source, user=user)
-            log.emit("cancelled", level="WARNING", job=done,
-                     message=f"job {job_id} cancelled while {job.status.value}",
-                     source=source, user=user)
+            log.emit(
+                "cancel_requested",
+                job=done,
+                message=f"cancel of job {job_id} requested by {source}",
+                source=source,
+                user=user,
+            )
+            log.emit(
+                "cancelled",
+                level="WARNING",
+                job=done,
+                message=f"job {job_id} cancelled while {job.status.value}",
+                source=source,
+                user=user,
+            )
             dispatch(rt)
             return CancelResult(done, time.monotonic() - t0)
         grace = job.cancel_grace if grace is None else float(grace)
@@ -74,8 +84,14 @@ def cancel(
                 final = _wait_final(rt, job_id, job.cancel_grace + MARGIN) if wait else job
                 raise CancelInProgress(final)
             continue
-        log.emit("cancel_requested", job=flagged, message=f"cancel of job {job_id} requested by {source}",
-                 source=source, user=user, grace=grace)
+        log.emit(
+            "cancel_requested",
+            job=flagged,
+            message=f"cancel of job {job_id} requested by {source}",
+            source=source,
+            user=user,
+            grace=grace,
+        )
         _signal_runner(rt, flagged)
         if not wait:
             return CancelResult(flagged, time.monotonic() - t0)

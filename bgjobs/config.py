@@ -107,8 +107,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{file}: no such config file; create it, or pass --config PATH "
-            f"or set {ENV_VAR}"
+            f"{file}: no such config file; create it, or pass --config PATH or set {ENV_VAR}"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
@@ -143,8 +142,10 @@ def parse_config(raw: object, file: Path) -> Config:
             v.fail(where, "must be a dotted class path or a mapping with a 'class' key", item)
         v.no_unknown(item, _CLASS_KEYS, where + ".")
         path = item.get("class")
-        if not isinstance(path, str) or "." not in path or not all(
-            part.isidentifier() for part in path.split(".")
+        if (
+            not isinstance(path, str)
+            or "." not in path
+            or not all(part.isidentifier() for part in path.split("."))
         ):
             v.fail(where + ".class", "must be a dotted path like jobs.example.ExampleJob", path)
         if path in classes:
@@ -190,8 +191,7 @@ class _Validator:
         for key in mapping:
             if key not in allowed:
                 raise ConfigError(
-                    f"{self.file}: unknown key '{prefix}{key}'; "
-                    f"known keys are: {', '.join(sorted(allowed))}"
+                    f"{self.file}: unknown key '{prefix}{key}'; known keys are: {', '.join(sorted(allowed))}"
                 )
 
     def number(self, mapping, key, default, prefix, *, minimum=0.0, allow_none=False):

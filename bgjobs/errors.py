@@ -56,8 +56,7 @@ class CancelInProgress(BgjobsError):
     def __init__(self, job) -> None:
         who = job.cancel_source or "another caller"
         super().__init__(
-            f"job {job.id} is already being cancelled (requested by {who}); "
-            f"it is now {job.status.value}"
+            f"job {job.id} is already being cancelled (requested by {who}); it is now {job.status.value}"
         )
         self.job = job
 

@@ -50,28 +50,43 @@ def submit(
             method=spec.method,
             params=spec.params,
             priority=priority,
-            max_attempts=(policy.max_retries if max_retries is None
-                          else _int_in("max_retries", max_retries, 0, 1000)) + 1,
-            retry_delay=policy.retry_delay if retry_delay is None
-            else _seconds("retry_delay", retry_delay),
+            max_attempts=(
+                policy.max_retries if max_retries is None else _int_in("max_retries", max_retries, 0, 1000)
+            )
+            + 1,
+            retry_delay=policy.retry_delay if retry_delay is None else _seconds("retry_delay", retry_delay),
             retry_backoff=policy.retry_backoff,
             timeout=policy.timeout if timeout is None else _seconds("timeout", timeout, positive=True),
             cancel_grace=policy.cancel_grace,
         )
     except RejectedError as exc:
         rt.log.emit(
-            "rejected", level="ERROR", message=str(exc),
-            class_path=job if isinstance(job, str) else getattr(job, "__qualname__", repr(job)),
-            method=method, exception="RejectedError", error=str(exc), traceback=None,
-            params=_printable(params), source=source, user=user,
+            "rejected",
+            level="ERROR",
+            message=str(exc),
+            class_path=job if isinstance(job, str) else _class_name(job),
+            method=method,
+            exception="RejectedError",
+            error=str(exc),
+            traceback=None,
+            params=_printable(params),
+            source=source,
+            user=user,
         )
         raise
     values["class"] = values.pop("class_path")
     row = rt.store.insert(**values, run_after=run_after, source=source, user=user, retry_of=retry_of)
     when = "" if run_after <= time.time() else f", not before {_iso(run_after)}"
-    rt.log.emit("queued", job=row, message=f"{row.name} queued with priority {priority}{when}",
-                params=list(row.params), priority=priority, source=source, user=user,
-                run_after=_iso(run_after))
+    rt.log.emit(
+        "queued",
+        job=row,
+        message=f"{row.name} queued with priority {priority}{when}",
+        params=list(row.params),
+        priority=priority,
+        source=source,
+        user=user,
+        run_after=_iso(run_after),
+    )
     if dispatch_now:
         dispatch(rt)
     return row
@@ -135,6 +150,13 @@ def _iso(ts: float) -> str:
     return utc_iso(ts)
 
 
+def _class_name(job) -> str:
+    try:
+        return allowlist.class_path_of(job)
+    except RejectedError:
+        return repr(job)
+
+
 def _printable(params) -> list:
     try:
         return [p if isinstance(p, (str, int, float, bool, type(None))) else repr(p) for p in params]
@@ -149,8 +171,7 @@ def _int_in(name: str, value, lo: int, hi: int) -> int:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise RejectedError(f"{name} must be a whole number from {lo} to {hi}; got {value!r}",
-                            field=name)
+        raise RejectedError(f"{name} must be a whole number from {lo} to {hi}; got {value!r}", field=name)
     return value
 
 
@@ -160,8 +181,10 @@ def _seconds(name: str, value, positive: bool = False) -> float:
     except (TypeError, ValueError):
         raise RejectedError(f"{name} must be a number of seconds; got {value!r}", field=name) from None
     if value != value or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
-        raise RejectedError(f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}; "
-                            f"got {value!r}", field=name)
+        raise RejectedError(
+            f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}; got {value!r}",
+            field=name,
+        )
     return value
 
 
@@ -180,8 +203,8 @@ def _start_time(delay, at) -> float:
             at = datetime.fromisoformat(at.replace("Z", "+00:00"))
         except ValueError:
             raise RejectedError(
-                f"--at must be an ISO 8601 time like 2026-12-01T09:30:00+00:00; got {at!r}",
-                field="at") from None
+                f"--at must be an ISO 8601 time like 2026-12-01T09:30:00+00:00; got {at!r}", field="at"
+            ) from None
     if isinstance(at, datetime):
         if at.tzinfo is None:
             at = at.astimezone()  # a naive time is local time

@@ -59,22 +59,46 @@ def settle_lost(rt: Runtime, job: Job, reason: str) -> Job | None:
     if job.cancel_requested_at is not None:
         done = store.mark_lost(job.id, retry_at=None, cancelled=True, error=f"cancelled; {reason}")
         if done:
-            log.emit("cancelled", level="WARNING", job=done, message=f"job {job.id} cancelled ({reason})",
-                     source=job.cancel_source, user=job.cancel_user)
+            log.emit(
+                "cancelled",
+                level="WARNING",
+                job=done,
+                message=f"job {job.id} cancelled ({reason})",
+                source=job.cancel_source,
+                user=job.cancel_user,
+            )
         return done
     retry_at = time.time() + job.next_retry_delay() if job.attempts_left else None
     done = store.mark_lost(job.id, retry_at=retry_at, cancelled=False, error=reason)
     if done is None:
         return None
-    log.emit("lost", level="ERROR", job=done, message=f"job {job.id} lost: {reason}",
-             exception="RunnerLost", error=reason, traceback=None, pid=job.runner_pid)
+    log.emit(
+        "lost",
+        level="ERROR",
+        job=done,
+        message=f"job {job.id} lost: {reason}",
+        exception="RunnerLost",
+        error=reason,
+        traceback=None,
+        pid=job.runner_pid,
+    )
     if retry_at is not None:
-        log.emit("retry_scheduled", level="WARNING", job=done,
-                 message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
-                         f"(attempt {job.attempt + 1} of {job.max_attempts})",
-                 delay=job.next_retry_delay())
+        log.emit(
+            "retry_scheduled",
+            level="WARNING",
+            job=done,
+            message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
+            f"(attempt {job.attempt + 1} of {job.max_attempts})",
+            delay=job.next_retry_delay(),
+        )
     else:
-        log.emit("failed", level="ERROR", job=done,
-                 message=f"job {job.id} failed after {job.attempt} attempt(s): {reason}",
-                 exception="RunnerLost", error=reason, traceback=None)
+        log.emit(
+            "failed",
+            level="ERROR",
+            job=done,
+            message=f"job {job.id} failed after {job.attempt} attempt(s): {reason}",
+            exception="RunnerLost",
+            error=reason,
+            traceback=None,
+        )
     return done

@@ -51,19 +51,33 @@ class Runner:
         if job.cancel_requested_at is not None:
             return self._cancelled(job, "cancelled before the attempt started")
         entry = self.rt.config.classes.get(job.class_path)
-        if entry is None or job.method.startswith("_") or (
-            entry.methods is not None and job.method not in entry.methods
+        if (
+            entry is None
+            or job.method.startswith("_")
+            or (entry.methods is not None and job.method not in entry.methods)
         ):
-            return self._finish_failed(job, {
-                "exception": "RejectedError",
-                "error": f"{job.class_path}.{job.method} is no longer allowed by "
-                         f"{self.rt.config.path.name}; not run",
-                "permanent": True,
-            }, None, None)
-        log.emit("started", job=job, message=f"job {job.id} attempt {job.attempt} of "
-                 f"{job.max_attempts} started", pid=me, priority=job.priority)
-        print(f"--- bgjobs: job {job.id} attempt {job.attempt} started at "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+            return self._finish_failed(
+                job,
+                {
+                    "exception": "RejectedError",
+                    "error": f"{job.class_path}.{job.method} is no longer allowed by "
+                    f"{self.rt.config.path.name}; not run",
+                    "permanent": True,
+                },
+                None,
+                None,
+            )
+        log.emit(
+            "started",
+            job=job,
+            message=f"job {job.id} attempt {job.attempt} of {job.max_attempts} started",
+            pid=me,
+            priority=job.priority,
+        )
+        print(
+            f"--- bgjobs: job {job.id} attempt {job.attempt} started at {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            flush=True,
+        )
         return self._run_attempt(job)
 
     def _run_attempt(self, job: Job) -> Job | None:
@@ -153,12 +167,17 @@ class Runner:
         if stop == "cancel":
             return self._cancelled(job, "cancelled", exit_code, exit_signal)
         if stop == "timeout":
-            info = {"exception": "TimeoutError",
-                    "error": f"attempt {job.attempt} timed out after {job.timeout:g}s",
-                    "traceback": info.get("traceback"), "event": "timed_out"}
+            info = {
+                "exception": "TimeoutError",
+                "error": f"attempt {job.attempt} timed out after {job.timeout:g}s",
+                "traceback": info.get("traceback"),
+                "event": "timed_out",
+            }
         elif not info.get("exception"):
             if exit_signal:
-                name = signal.Signals(exit_signal).name if exit_signal in signal.valid_signals() else exit_signal
+                name = (
+                    signal.Signals(exit_signal).name if exit_signal in signal.valid_signals() else exit_signal
+                )
                 info = {"exception": "KilledBySignal", "error": f"the attempt was killed by signal {name}"}
             else:
                 info = {"exception": "ExitCode", "error": f"the attempt exited with code {exit_code}"}
@@ -167,15 +186,27 @@ class Runner:
     def _succeeded(self, job: Job, result) -> Job | None:
         done = self.rt.store.succeed(job.id, result)
         if done:
-            self.rt.log.emit("succeeded", job=done, message=f"job {job.id} succeeded",
-                             duration=done.duration, result=result)
+            self.rt.log.emit(
+                "succeeded",
+                job=done,
+                message=f"job {job.id} succeeded",
+                duration=done.duration,
+                result=result,
+            )
         return done
 
     def _cancelled(self, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
         done = self.rt.store.cancelled(job.id, error=why, exit_code=exit_code, exit_signal=exit_signal)
         if done:
-            self.rt.log.emit("cancelled", level="WARNING", job=done, message=f"job {job.id} {why}",
-                             source=done.cancel_source, user=done.cancel_user, duration=done.duration)
+            self.rt.log.emit(
+                "cancelled",
+                level="WARNING",
+                job=done,
+                message=f"job {job.id} {why}",
+                source=done.cancel_source,
+                user=done.cancel_user,
+                duration=done.duration,
+            )
         return done
 
     def _finish_failed(self, job: Job, info: dict, exit_code, exit_signal) -> Job | None:
@@ -184,27 +215,47 @@ class Runner:
         retry_at = None
         if job.attempts_left and not permanent:
             retry_at = time.time() + job.next_retry_delay()
-        outcome = dict(exception=info.get("exception"), error=info.get("error"),
-                       exit_code=exit_code, exit_signal=exit_signal)
+        outcome = dict(
+            exception=info.get("exception"),
+            error=info.get("error"),
+            exit_code=exit_code,
+            exit_signal=exit_signal,
+        )
         done = store.fail_attempt(job.id, retry_at=retry_at, **outcome)
         if done is None:
             return store.get(job.id)
         event = info.get("event", "attempt_failed")
-        log.emit(event, level="ERROR", job=done,
-                 message=f"job {job.id} attempt {job.attempt} failed: {info.get('error')}",
-                 exception=info.get("exception"), error=info.get("error"),
-                 traceback=info.get("traceback"), exit_code=exit_code, exit_signal=exit_signal)
+        log.emit(
+            event,
+            level="ERROR",
+            job=done,
+            message=f"job {job.id} attempt {job.attempt} failed: {info.get('error')}",
+            exception=info.get("exception"),
+            error=info.get("error"),
+            traceback=info.get("traceback"),
+            exit_code=exit_code,
+            exit_signal=exit_signal,
+        )
         if retry_at is not None:
-            log.emit("retry_scheduled", level="WARNING", job=done,
-                     message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
-                             f"(attempt {job.attempt + 1} of {job.max_attempts})",
-                     delay=job.next_retry_delay())
+            log.emit(
+                "retry_scheduled",
+                level="WARNING",
+                job=done,
+                message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
+                f"(attempt {job.attempt + 1} of {job.max_attempts})",
+                delay=job.next_retry_delay(),
+            )
         else:
             why = "not retried" if permanent else f"after {job.attempt} attempt(s)"
-            log.emit("failed", level="ERROR", job=done,
-                     message=f"job {job.id} failed {why}: {info.get('error')}",
-                     exception=info.get("exception"), error=info.get("error"),
-                     duration=done.duration)
+            log.emit(
+                "failed",
+                level="ERROR",
+                job=done,
+                message=f"job {job.id} failed {why}: {info.get('error')}",
+                exception=info.get("exception"),
+                error=info.get("error"),
+                duration=done.duration,
+            )
         return done
 
 

@@ -27,9 +27,7 @@ class LocalSpawner:
     def runner_env(self, lock_fd: int | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env["BGJOBS_CONFIG"] = str(self.config.path)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(self.config.root), env.get("PYTHONPATH")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.config.root), env.get("PYTHONPATH")) if p)
         env.pop(LOCK_FD_ENV, None)
         if lock_fd is not None:
             env[LOCK_FD_ENV] = str(lock_fd)

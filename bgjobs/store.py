@@ -188,16 +188,20 @@ class Store:
         return {s: n for s, n in self._conn().execute(sql, args)}
 
     def has_active(self) -> bool:
-        row = self._conn().execute(
-            "SELECT 1 FROM jobs WHERE status IN (?, ?, ?) LIMIT 1", _IN["active"]
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT 1 FROM jobs WHERE status IN (?, ?, ?) LIMIT 1", _IN["active"])
+            .fetchone()
+        )
         return row is not None
 
     def next_due(self) -> float | None:
         """The earliest start time of a waiting job, or None when none waits."""
-        row = self._conn().execute(
-            "SELECT MIN(run_after) FROM jobs WHERE status IN (?, ?)", _IN["waiting"]
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT MIN(run_after) FROM jobs WHERE status IN (?, ?)", _IN["waiting"])
+            .fetchone()
+        )
         return row[0]
 
     # --- transitions --------------------------------------------------------
@@ -290,15 +294,24 @@ class Store:
 
     def succeed(self, job_id: int, result: str | None) -> Job | None:
         """running -> succeeded."""
-        return self._finish(job_id, Status.SUCCEEDED, result=result, error=None, exception=None,
-                            exit_code=0, exit_signal=None, progress=1.0)
+        return self._finish(
+            job_id,
+            Status.SUCCEEDED,
+            result=result,
+            error=None,
+            exception=None,
+            exit_code=0,
+            exit_signal=None,
+            progress=1.0,
+        )
 
     def fail_attempt(self, job_id: int, *, retry_at: float | None, **outcome) -> Job | None:
         """running -> retrying (when `retry_at` is set) or -> failed."""
         if retry_at is None:
             return self._finish(job_id, Status.FAILED, **outcome)
-        return self._cas(job_id, (Status.RUNNING,), status=Status.RETRYING.value,
-                         run_after=retry_at, **outcome)
+        return self._cas(
+            job_id, (Status.RUNNING,), status=Status.RETRYING.value, run_after=retry_at, **outcome
+        )
 
     def cancelled(self, job_id: int, **outcome) -> Job | None:
         """running -> cancelled, after the runner stopped the attempt."""
@@ -307,9 +320,16 @@ class Store:
     def cancel_waiting(self, job_id: int, source: str, user: str | None) -> Job | None:
         """queued/retrying -> cancelled, at once: no runner is doing anything."""
         now = time.time()
-        return self._cas(job_id, (Status.QUEUED, Status.RETRYING), status=Status.CANCELLED.value,
-                         finished_at=now, cancel_requested_at=now, cancel_source=source,
-                         cancel_user=user, error="cancelled before it ran")
+        return self._cas(
+            job_id,
+            (Status.QUEUED, Status.RETRYING),
+            status=Status.CANCELLED.value,
+            finished_at=now,
+            cancel_requested_at=now,
+            cancel_source=source,
+            cancel_user=user,
+            error="cancelled before it ran",
+        )
 
     def request_cancel(self, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
         """Flag a running job for cancellation. Exactly one caller wins (returns the job)."""
@@ -327,8 +347,9 @@ class Store:
         """running -> retrying | failed | cancelled, for a job whose runner died."""
         if cancelled:
             return self._finish(job_id, Status.CANCELLED, error=error)
-        return self.fail_attempt(job_id, retry_at=retry_at, error=error, exception="RunnerLost",
-                                 exit_code=None, exit_signal=None)
+        return self.fail_attempt(
+            job_id, retry_at=retry_at, error=error, exception="RunnerLost", exit_code=None, exit_signal=None
+        )
 
     def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:
         with self._tx() as conn:

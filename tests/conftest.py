@@ -83,8 +83,12 @@ class Project:
     def cli(self, *args: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a console script (job-run, job-status, ...) in this project."""
         proc = subprocess.run(
-            [str(BIN / args[0]), *args[1:]], env=self.env, cwd=self.root, capture_output=True,
-            text=True, timeout=timeout,
+            [str(BIN / args[0]), *args[1:]],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"{args} exited {proc.returncode}: {proc.stderr}")
@@ -106,8 +110,11 @@ class Project:
             job = self.job(job_id)
             return job if job.status.value in statuses else None
 
-        return wait_until(check, timeout, what=f"job {job_id} to be {'/'.join(statuses)} "
-                          f"(it is {self.job(job_id).status.value})")
+        return wait_until(
+            check,
+            timeout,
+            what=f"job {job_id} to be {'/'.join(statuses)} (it is {self.job(job_id).status.value})",
+        )
 
     def wait_final(self, job_id: int, timeout: float = 20.0):
         return self.wait_status(job_id, "succeeded", "failed", "cancelled", timeout=timeout)

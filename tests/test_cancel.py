@@ -123,8 +123,7 @@ def test_twenty_concurrent_cancels_have_one_winner(project, tmp_path):
     job_id = project.submit("ignore_term", str(ready))
     wait_until(ready.exists, what="the job to start")
     with ThreadPoolExecutor(max_workers=20) as pool:
-        procs = list(pool.map(lambda _: project.cli("job-cancel", str(job_id), "--grace", "1"),
-                              range(20)))
+        procs = list(pool.map(lambda _: project.cli("job-cancel", str(job_id), "--grace", "1"), range(20)))
     codes = sorted(p.returncode for p in procs)
     assert codes.count(0) == 1, [(p.returncode, p.stderr) for p in procs]
     assert all(c in (0, 4, 5) for c in codes)
@@ -162,12 +161,15 @@ def test_kill_9_of_runner_is_lost_then_retried(project, tmp_path):
     runner = _runner_of(project, job_id)
     wait_until(marker.exists, what="the first attempt to begin")
     os.kill(runner, signal.SIGKILL)
-    wait_until(lambda: api.list_jobs(config=project.config_path) and "lost" in project.events(job_id),
-               what="the job to be found lost")
+    wait_until(
+        lambda: api.list_jobs(config=project.config_path) and "lost" in project.events(job_id),
+        what="the job to be found lost",
+    )
     lost = [r for r in project.records(errors=True) if r["event"] == "lost"]
     assert lost and lost[0]["job_id"] == job_id and "runner" in lost[0]["message"]
-    wait_until(lambda: marker.exists() and len(marker.read_text().splitlines()) == 2,
-               what="the second attempt")
+    wait_until(
+        lambda: marker.exists() and len(marker.read_text().splitlines()) == 2, what="the second attempt"
+    )
     assert project.job(job_id).attempt == 2
     api.cancel_job(job_id, grace=0.5, config=project.config_path)
 
@@ -199,8 +201,10 @@ def test_stale_pid_with_wrong_start_time_is_never_signalled(project):
         project.kill_all()  # the real runner and attempt are gone
         store = project.rt.store
         with store._tx() as conn:  # forge: the pid is now someone else's
-            conn.execute("UPDATE jobs SET runner_pid = ?, runner_start = 1, pid = ?, pid_start = 1 "
-                         "WHERE id = ?", (sleeper.pid, sleeper.pid, job_id))
+            conn.execute(
+                "UPDATE jobs SET runner_pid = ?, runner_start = 1, pid = ?, pid_start = 1 WHERE id = ?",
+                (sleeper.pid, sleeper.pid, job_id),
+            )
         proc = project.cli("job-cancel", str(job_id), "--grace", "0.2")
         assert proc.returncode in (0, 4), proc.stderr
         assert sleeper.poll() is None, "an unrelated process was signalled"
@@ -232,16 +236,23 @@ while zombies() and time.monotonic() < deadline:
     time.sleep(0.05)
 print(len(zombies()))
 """
-    proc = subprocess.run([sys.executable, "-c", code], env=project.env, cwd=project.root,
-                          capture_output=True, text=True, timeout=150)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=project.env,
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0"
 
 
 def test_sigterm_inside_job_raises_job_cancelled_in_sleep(project, tmp_path):
     ready, sentinel = tmp_path / "ready", tmp_path / "cleaned"
-    job_id = api.run_background_job("testjobs.tasks.Tasks", "swallow", str(ready), str(sentinel),
-                                     config=project.config_path)
+    job_id = api.run_background_job(
+        "testjobs.tasks.Tasks", "swallow", str(ready), str(sentinel), config=project.config_path
+    )
     wait_until(ready.exists)
     attempt = project.job(job_id).pid
     os.killpg(attempt, signal.SIGTERM)  # not via cancel: the attempt alone is signalled

@@ -68,8 +68,11 @@ def test_retry_delay_grows_with_backoff(project):
     project.wait_final(job_id)
     from datetime import datetime
 
-    starts = [datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
-              for r in project.records() if r["job_id"] == job_id and r["event"] == "started"]
+    starts = [
+        datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+        for r in project.records()
+        if r["job_id"] == job_id and r["event"] == "started"
+    ]
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert len(gaps) == 2
     assert gaps[0] >= 0.3 and gaps[1] >= 0.6  # 0.3 * 2^0, then 0.3 * 2^1
@@ -117,13 +120,28 @@ def test_output_goes_to_per_job_file(project):
 
 def test_params_are_coerced_to_annotations(project, tmp_path):
     out = tmp_path / "typed.json"
-    proc = project.cli("job-run", "testjobs.tasks.Tasks", "typed", f"--params={out}", "--params=0",
-                       "--params=2.5", "--params=false", '--params=[1, "a"]', '--params={"k": 1}',
-                       "--wait")
+    proc = project.cli(
+        "job-run",
+        "testjobs.tasks.Tasks",
+        "typed",
+        f"--params={out}",
+        "--params=0",
+        "--params=2.5",
+        "--params=false",
+        '--params=[1, "a"]',
+        '--params={"k": 1}',
+        "--wait",
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(out.read_text())
-    assert got == {"n": 0, "x": 2.5, "flag": False, "items": [1, "a"], "opts": {"k": 1},
-                   "types": ["int", "float", "bool", "list", "dict"]}
+    assert got == {
+        "n": 0,
+        "x": 2.5,
+        "flag": False,
+        "items": [1, "a"],
+        "opts": {"k": 1},
+        "types": ["int", "float", "bool", "list", "dict"],
+    }
 
 
 def test_shell_metacharacters_are_passed_literally(project, tmp_path):
@@ -150,12 +168,45 @@ REFUSALS = [
     (["testjobs.tasks.Tasks", "sleep", "--params=1", "--params=2"], "takes 0 to 1 params"),
     (["testjobs.tasks.Tasks", "typed", "--params=x"], "takes 6 params"),
     (["testjobs.tasks.Tasks", "sleep", "--params=soon"], "must be float"),
-    (["testjobs.tasks.Tasks", "typed", "--params=p", "--params=1.5", "--params=1", "--params=true",
-      "--params=[]", "--params={}"], "param n must be int"),
-    (["testjobs.tasks.Tasks", "typed", "--params=p", "--params=1", "--params=1", "--params=maybe",
-      "--params=[]", "--params={}"], "param flag must be bool"),
-    (["testjobs.tasks.Tasks", "typed", "--params=p", "--params=1", "--params=1", "--params=true",
-      "--params=[", "--params={}"], "param items must be list"),
+    (
+        [
+            "testjobs.tasks.Tasks",
+            "typed",
+            "--params=p",
+            "--params=1.5",
+            "--params=1",
+            "--params=true",
+            "--params=[]",
+            "--params={}",
+        ],
+        "param n must be int",
+    ),
+    (
+        [
+            "testjobs.tasks.Tasks",
+            "typed",
+            "--params=p",
+            "--params=1",
+            "--params=1",
+            "--params=maybe",
+            "--params=[]",
+            "--params={}",
+        ],
+        "param flag must be bool",
+    ),
+    (
+        [
+            "testjobs.tasks.Tasks",
+            "typed",
+            "--params=p",
+            "--params=1",
+            "--params=1",
+            "--params=true",
+            "--params=[",
+            "--params={}",
+        ],
+        "param items must be list",
+    ),
     (["testjobs.tasks.NeedsArgs", "run"], "cannot be created without arguments"),
 ]
 
@@ -185,8 +236,15 @@ def test_static_method_runs(project):
 
 def test_per_class_overrides(project):
     project.write_config(
-        allowed_classes=[{"class": "testjobs.tasks.Tasks", "methods": ["ok", "fail"], "max_retries": 2,
-                          "timeout": 7, "priority": 3}],
+        allowed_classes=[
+            {
+                "class": "testjobs.tasks.Tasks",
+                "methods": ["ok", "fail"],
+                "max_retries": 2,
+                "timeout": 7,
+                "priority": 3,
+            }
+        ],
     )
     job_id = project.submit("fail")
     job = project.wait_final(job_id)
@@ -230,9 +288,13 @@ def test_relative_paths_resolve_against_config_folder(project, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = project.env
-    proc = subprocess.run([str(BIN / "job-run"), "testjobs.tasks.Tasks", "ok", "--wait"],
-                          cwd=elsewhere, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "job-run"), "testjobs.tasks.Tasks", "ok", "--wait"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (project.root / "mylogs" / "background_jobs.log").exists()
     assert (project.root / "mystate" / "jobs.sqlite3").exists()
@@ -246,8 +308,14 @@ def test_job_survives_the_callers_exit(project, tmp_path):
         f"print(api.run_background_job('testjobs.tasks.Tasks', 'record_start', {str(marker)!r}, 1.0,"
         f" config={str(project.config_path)!r}))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], env=project.env, cwd=project.root,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=project.env,
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     job_id = int(proc.stdout)
     # The caller is gone; the job still runs to the end.
@@ -279,8 +347,18 @@ def test_job_status_table_and_json(project):
     table = project.cli("job-status", check=True).stdout
     assert "Tasks.ok" in table and "succeeded" in table
     body = json.loads(project.cli("job-status", str(job_id), "--json", check=True).stdout)
-    for key in ("id", "status", "class", "method", "params", "attempts", "error", "created_at",
-                "started_at", "finished_at"):
+    for key in (
+        "id",
+        "status",
+        "class",
+        "method",
+        "params",
+        "attempts",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ):
         assert key in body
     assert body["params"] == ["x"] and body["attempts"] == 1
     missing = project.cli("job-status", "999")
@@ -289,8 +367,19 @@ def test_job_status_table_and_json(project):
 
 def test_help_is_complete(project):
     for cmd, words in {
-        "job-run": ["--params", "--priority", "--delay", "--at", "--max-retries", "--retry-delay",
-                    "--timeout", "--wait", "--json", "--config", "exit codes"],
+        "job-run": [
+            "--params",
+            "--priority",
+            "--delay",
+            "--at",
+            "--max-retries",
+            "--retry-delay",
+            "--timeout",
+            "--wait",
+            "--json",
+            "--config",
+            "exit codes",
+        ],
         "job-status": ["--json", "--config", "--status", "exit codes"],
         "job-cancel": ["--grace", "--json", "--config", "exit codes"],
     }.items():
@@ -308,9 +397,11 @@ def test_unwritable_log_does_not_kill_the_job(project):
 
 
 def test_core_does_not_import_pandas_or_streamlit(project):
-    code = ("import sys, bgjobs.cli.run, bgjobs.runner, bgjobs.api, bgjobs.cli.status, bgjobs.cli.cancel;"
-            "bad = [m for m in ('pandas', 'streamlit', 'pyarrow') if m in sys.modules];"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, bgjobs.cli.run, bgjobs.runner, bgjobs.api, bgjobs.cli.status, bgjobs.cli.cancel;"
+        "bad = [m for m in ('pandas', 'streamlit', 'pyarrow') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

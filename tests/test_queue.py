@@ -54,8 +54,13 @@ def test_never_more_than_the_limit_running(project):
 
 
 def test_per_class_limit(project, tmp_path):
-    project.write_config(max_concurrent=4, allowed_classes=[
-        {"class": "testjobs.tasks.Tasks", "max_concurrent": 1}, "testjobs.tasks.Cooperative"])
+    project.write_config(
+        max_concurrent=4,
+        allowed_classes=[
+            {"class": "testjobs.tasks.Tasks", "max_concurrent": 1},
+            "testjobs.tasks.Cooperative",
+        ],
+    )
     first = project.submit("sleep", 30)
     second = project.submit("sleep", 30)
     project.wait_status(first, "running")
@@ -109,8 +114,14 @@ def test_at_time_and_bad_at(project, tmp_path):
 
     marker = tmp_path / "t.jsonl"
     at = datetime.now(UTC) + timedelta(seconds=1)
-    proc = project.cli("job-run", "testjobs.tasks.Tasks", "record_start", f"--params={marker}",
-                       f"--at={at.isoformat()}", check=True)
+    proc = project.cli(
+        "job-run",
+        "testjobs.tasks.Tasks",
+        "record_start",
+        f"--params={marker}",
+        f"--at={at.isoformat()}",
+        check=True,
+    )
     wait_until(marker.exists, timeout=10, what="the --at job to start")
     assert _starts(marker)[0]["t"] >= at.timestamp()
     assert int(proc.stdout) > 0

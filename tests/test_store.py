@@ -14,8 +14,17 @@ from bgjobs.store import SCHEMA_VERSION, Store
 
 
 def _insert(store: Store, **overrides):
-    values = dict(class_path="x.Y", method="run", params=["a", 1], priority=0, max_attempts=2,
-                  retry_delay=0.0, retry_backoff=1.0, timeout=None, cancel_grace=1.0)
+    values = dict(
+        class_path="x.Y",
+        method="run",
+        params=["a", 1],
+        priority=0,
+        max_attempts=2,
+        retry_delay=0.0,
+        retry_backoff=1.0,
+        timeout=None,
+        cancel_grace=1.0,
+    )
     values.update(overrides)
     values["class"] = values.pop("class_path")
     return store.insert(**values)
@@ -94,8 +103,14 @@ def test_racing_writers_cannot_both_win(store, tmp_path):
     job = _insert(store)
     claim_all(store)
     store.start_attempt(job.id, 1, 1)
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path / "jobs.sqlite3"), f"w{i}"],
-                              stdout=subprocess.PIPE, text=True) for i in range(12)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(tmp_path / "jobs.sqlite3"), f"w{i}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(12)
+    ]
     results = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert results.count("won") == 1, results
     assert results.count("lost") == 11

@@ -1,6 +1,6 @@
 """Source of the job module that test projects get as `testjobs/tasks.py`."""
 
-SOURCE = r'''
+SOURCE = r"""
 import asyncio
 import ctypes
 import json
@@ -132,4 +132,4 @@ class NeedsArgs:
 class NotListed:
     def run(self) -> None:
         pass
-'''
+"""

@@ -16,8 +16,12 @@ def build_parser() -> Parser:
         "SIGKILL after the grace period. Prints the job's final state.",
     )
     p.add_argument("job_id", metavar="JOB_ID", type=int, help="the job's id (from job-run or job-status)")
-    p.add_argument("--grace", type=float, metavar="SECONDS",
-                   help="seconds between SIGTERM and SIGKILL (default: cancel_grace in config)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between SIGTERM and SIGKILL (default: cancel_grace in config)",
+    )
     p.add_argument("--json", action="store_true", help="print the final job as one JSON object")
     return p
 
@@ -32,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --grace must be >= 0 seconds", file=sys.stderr)
             return 2
         try:
-            result = api.cancel_job(args.job_id, grace=args.grace, source="cli", user=local_user(),
-                                    config=args.config)
+            result = api.cancel_job(
+                args.job_id, grace=args.grace, source="cli", user=local_user(), config=args.config
+            )
         except (AlreadyFinal, CancelInProgress) as exc:
             if args.json:
                 print_json({**exc.job.to_dict(), "message": str(exc)})

@@ -18,18 +18,31 @@ def build_parser() -> Parser:
     )
     p.add_argument("job_class", metavar="CLASS", help="dotted class path listed in allowed_classes")
     p.add_argument("method", metavar="METHOD", help="a public method of CLASS")
-    p.add_argument("--params", "-p", action="append", default=[], metavar="VALUE",
-                   help="one positional param; repeat for more, in order. Coerced to the "
-                   "method's annotated types (int, float, bool, str; JSON for list and dict)")
-    p.add_argument("--priority", type=int, metavar="N",
-                   help="niceness -20 (most urgent) .. 19; the queue takes lower first (default 0)")
+    p.add_argument(
+        "--params",
+        "-p",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="one positional param; repeat for more, in order. Coerced to the "
+        "method's annotated types (int, float, bool, str; JSON for list and dict)",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="niceness -20 (most urgent) .. 19; the queue takes lower first (default 0)",
+    )
     p.add_argument("--delay", type=float, metavar="SECONDS", help="start no earlier than this from now")
-    p.add_argument("--at", metavar="ISO_TIME", help="start no earlier than this time, e.g. 2026-12-01T09:30:00Z")
+    p.add_argument(
+        "--at", metavar="ISO_TIME", help="start no earlier than this time, e.g. 2026-12-01T09:30:00Z"
+    )
     p.add_argument("--max-retries", type=int, metavar="N", help="retries after the first attempt")
     p.add_argument("--retry-delay", type=float, metavar="SECONDS", help="seconds before the first retry")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="seconds per attempt")
-    p.add_argument("--wait", action="store_true",
-                   help="wait until the job is final; exit 0 if it succeeded, 1 if not")
+    p.add_argument(
+        "--wait", action="store_true", help="wait until the job is final; exit 0 if it succeeded, 1 if not"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -41,9 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         from .. import api
 
         job = api.submit(
-            args.job_class, args.method, args.params, config=args.config, priority=args.priority,
-            delay=args.delay, at=args.at, max_retries=args.max_retries,
-            retry_delay=args.retry_delay, timeout=args.timeout, source="cli", user=local_user(),
+            args.job_class,
+            args.method,
+            args.params,
+            config=args.config,
+            priority=args.priority,
+            delay=args.delay,
+            at=args.at,
+            max_retries=args.max_retries,
+            retry_delay=args.retry_delay,
+            timeout=args.timeout,
+            source="cli",
+            user=local_user(),
         )
         if args.wait:
             job = api.wait_for(job.id, config=args.config)

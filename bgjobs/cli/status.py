@@ -15,7 +15,9 @@ def build_parser() -> Parser:
     p = Parser(prog="job-status", description="Show recent jobs as a table, or one job in detail.")
     p.add_argument("job_id", metavar="ID", type=int, nargs="?", help="one job's id")
     p.add_argument("--json", action="store_true", help="print JSON (one object, or a list)")
-    p.add_argument("--status", action="append", choices=STATUS_CHOICES, help="only jobs in this state (repeatable)")
+    p.add_argument(
+        "--status", action="append", choices=STATUS_CHOICES, help="only jobs in this state (repeatable)"
+    )
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows in the table (default 20)")
     return p
 
@@ -33,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(describe(job))
             return 0
-        jobs = api.list_jobs(config=args.config, statuses=tuple(args.status or ()) or None,
-                             limit=args.limit)
+        jobs = api.list_jobs(config=args.config, statuses=tuple(args.status or ()) or None, limit=args.limit)
         if args.json:
             print_json([j.to_dict() for j in jobs])
         else:
@@ -67,19 +68,33 @@ def table(jobs: list[Job]) -> str:
     for j in jobs:
         took = f"{j.duration:.1f}s" if j.duration is not None else "-"
         params = ", ".join(map(str, j.params))
-        rows.append((str(j.id), j.status.value, j.name, params[:30], f"{j.attempt}/{j.max_attempts}",
-                     str(j.priority), _progress(j), _age(j.created_at), took, (j.error or "")[:60]))
+        rows.append(
+            (
+                str(j.id),
+                j.status.value,
+                j.name,
+                params[:30],
+                f"{j.attempt}/{j.max_attempts}",
+                str(j.priority),
+                _progress(j),
+                _age(j.created_at),
+                took,
+                (j.error or "")[:60],
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def describe(job: Job) -> str:
     d = job.to_dict()
-    lines = [f"job {job.id}: {job.class_path}.{job.method}({', '.join(map(repr, job.params))})",
-             f"  status     {job.status.value}"
-             + (f" ({job.progress * 100:.0f}% {job.progress_message or ''})" if job.progress is not None else ""),
-             f"  attempts   {job.attempt} of {job.max_attempts}",
-             f"  priority   {job.priority}"]
+    lines = [
+        f"job {job.id}: {job.class_path}.{job.method}({', '.join(map(repr, job.params))})",
+        f"  status     {job.status.value}"
+        + (f" ({job.progress * 100:.0f}% {job.progress_message or ''})" if job.progress is not None else ""),
+        f"  attempts   {job.attempt} of {job.max_attempts}",
+        f"  priority   {job.priority}",
+    ]
     for key in ("created_at", "run_after", "started_at", "finished_at"):
         if d[key]:
             lines.append(f"  {key.replace('_at', ''):<10} {d[key]}")
@@ -90,8 +105,10 @@ def describe(job: Job) -> str:
     if job.result:
         lines.append(f"  result     {job.result}")
     if job.cancel_source:
-        lines.append(f"  cancelled  by {job.cancel_source} ({job.cancel_user or 'unknown user'}) at "
-                     f"{iso(job.cancel_requested_at)}")
+        lines.append(
+            f"  cancelled  by {job.cancel_source} ({job.cancel_user or 'unknown user'}) at "
+            f"{iso(job.cancel_requested_at)}"
+        )
     return "\n".join(lines)
 
 
