@@ -98,7 +98,7 @@ def _form(cfg: Config, class_path: str, method: str, params: list[dict], errors:
                             value=float(policy.timeout or 0.0), step=1.0,
                             key=_key(class_path, method, "@timeout"))
             _field_error(errors, "timeout")
-        st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:",
+        st.form_submit_button("Launch", key="launch_submit", type="primary", icon=":material/rocket_launch:",
                               on_click=_launch, args=(cfg, class_path, method, params))
 
 
