@@ -13,11 +13,13 @@ st.set_page_config(page_title="bgjobs", page_icon=":material/memory:", layout="w
 viewer = auth.gate()  # until the viewer is signed in, only a login form is shown
 common.load_config_or_stop()
 
-page = st.navigation([
-    st.Page(common.page_path("jobs"), title="Jobs", icon=":material/list_alt:", default=True),
-    st.Page(common.page_path("launch"), title="Launch", icon=":material/rocket_launch:"),
-    st.Page(common.page_path("logs"), title="Logs", icon=":material/receipt_long:"),
-    st.Page(common.page_path("config"), title="Config", icon=":material/settings:"),
-])
+page = st.navigation(
+    [
+        st.Page(common.page_path("jobs"), title="Jobs", icon=":material/list_alt:", default=True),
+        st.Page(common.page_path("launch"), title="Launch", icon=":material/rocket_launch:"),
+        st.Page(common.page_path("logs"), title="Logs", icon=":material/receipt_long:"),
+        st.Page(common.page_path("config"), title="Config", icon=":material/settings:"),
+    ]
+)
 auth.sidebar(viewer)
 page.run()

@@ -65,7 +65,7 @@ def fake_streamlit(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     exe = bindir / "streamlit"
-    exe.write_text("#!/bin/sh\necho \"started: $*\"\n")
+    exe.write_text('#!/bin/sh\necho "started: $*"\n')
     exe.chmod(0o755)
     return bindir
 
@@ -74,8 +74,7 @@ def _entrypoint(fake_streamlit, tmp_path, *args, password: str | None = None):
     env = {"PATH": f"{fake_streamlit}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     if password is not None:
         env["BGJOBS_DASHBOARD_PASSWORD"] = password
-    return subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, capture_output=True, text=True,
-                          timeout=10)
+    return subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=10)
 
 
 def test_entrypoint_refuses_dashboard_without_password(fake_streamlit, tmp_path):
@@ -96,8 +95,9 @@ def test_entrypoint_starts_dashboard_with_password(fake_streamlit, tmp_path):
     assert proc.stdout.strip() == "started: run dashboard.py"
 
 
-@pytest.mark.parametrize("secrets", ['dashboard_password = "s3cret"\n',
-                                     '[auth]\nredirect_uri = "http://x/oauth2callback"\n'])
+@pytest.mark.parametrize(
+    "secrets", ['dashboard_password = "s3cret"\n', '[auth]\nredirect_uri = "http://x/oauth2callback"\n']
+)
 def test_entrypoint_accepts_secrets_file(fake_streamlit, tmp_path, secrets):
     home = tmp_path / "home" / ".streamlit"
     home.mkdir(parents=True)

@@ -55,7 +55,7 @@ def oidc_section() -> Mapping | None:
 
 
 def mode() -> str:
-    """"oidc", "password" or "none": what the gate will ask for."""
+    """ "oidc", "password" or "none": what the gate will ask for."""
     if oidc_section() is not None:
         return "oidc"
     return "password" if configured_password() else "none"
@@ -92,13 +92,20 @@ def _oidc_gate() -> Viewer:
     if not user.get("is_logged_in"):
         _login_frame()
         if importlib.util.find_spec("authlib") is None:
-            st.error("OIDC login is configured in secrets.toml, but Authlib is not installed. "
-                     "Run `pip install 'streamlit[auth]'` and restart the dashboard.")
+            st.error(
+                "OIDC login is configured in secrets.toml, but Authlib is not installed. "
+                "Run `pip install 'streamlit[auth]'` and restart the dashboard."
+            )
             st.stop()
         for provider in _providers(oidc_section()):
             label = f"Log in with {provider}" if provider else "Log in"
-            st.button(label, key=f"login_{provider or 'default'}", type="primary",
-                      on_click=st.login, args=(provider,) if provider else ())
+            st.button(
+                label,
+                key=f"login_{provider or 'default'}",
+                type="primary",
+                on_click=st.login,
+                args=(provider,) if provider else (),
+            )
         st.stop()
     name = user.get("email") or user.get("name") or user.get("preferred_username") or user.get("sub")
     return Viewer(str(name or "oidc-user"), "oidc")
@@ -174,8 +181,10 @@ def sidebar(viewer: Viewer) -> None:
             st.button("Sign out", key="logout", on_click=_sign_out)
         else:
             address = st.get_option("server.address") or "all interfaces"
-            text = ("**Unauthenticated.** Anyone who can reach this address can launch and "
-                    f"cancel jobs. Set `{PASSWORD_ENV}` to require a password.")
+            text = (
+                "**Unauthenticated.** Anyone who can reach this address can launch and "
+                f"cancel jobs. Set `{PASSWORD_ENV}` to require a password."
+            )
             if address in LOOPBACK:
                 st.warning(f"{text} Listening on {address} only.", icon="🔓")
             else:

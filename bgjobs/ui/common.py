@@ -128,16 +128,19 @@ TIME_RANGES = {
 def time_range_input(key: str, default: str = "All time") -> tuple[float | None, float | None]:
     """A time-range picker; returns (since, until) as epoch seconds (None: open)."""
     labels = list(TIME_RANGES)
-    choice = st.selectbox("Time range", labels, index=labels.index(default), key=key,
-                          persist_state="session")
+    choice = st.selectbox("Time range", labels, index=labels.index(default), key=key, persist_state="session")
     span = TIME_RANGES[choice]
     if span is None:
         return None, None
     if span != "custom":
         return time.time() - span, None
     today = date.today()
-    picked = st.date_input("From / to (UTC)", value=(today - timedelta(days=1), today),
-                           key=f"{key}_dates", persist_state="session")
+    picked = st.date_input(
+        "From / to (UTC)",
+        value=(today - timedelta(days=1), today),
+        key=f"{key}_dates",
+        persist_state="session",
+    )
     if not isinstance(picked, (tuple, list)) or not picked:
         return None, None
     start = datetime.combine(picked[0], dtime.min, UTC).timestamp()

@@ -30,18 +30,24 @@ def render() -> None:
     for path, entry in cfg.classes.items():
         described = catalog.get(path, {})
         overrides = {k: v for k, v in asdict(entry.policy).items() if getattr(cfg.defaults, k) != v}
-        rows.append({
-            "class": path,
-            "methods": ", ".join(m["name"] for m in described.get("methods", []))
-            or ("every public method" if entry.methods is None else ", ".join(entry.methods)),
-            "restricted to": "—" if entry.methods is None else ", ".join(entry.methods),
-            "overrides": ", ".join(f"{k}={_show(v)}" for k, v in overrides.items()) or "—",
-            "max concurrent": entry.max_concurrent,
-            "import": described.get("error") or "ok",
-        })
+        rows.append(
+            {
+                "class": path,
+                "methods": ", ".join(m["name"] for m in described.get("methods", []))
+                or ("every public method" if entry.methods is None else ", ".join(entry.methods)),
+                "restricted to": "—" if entry.methods is None else ", ".join(entry.methods),
+                "overrides": ", ".join(f"{k}={_show(v)}" for k, v in overrides.items()) or "—",
+                "max concurrent": entry.max_concurrent,
+                "import": described.get("error") or "ok",
+            }
+        )
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="config_classes",
-                     column_config={"max concurrent": st.column_config.NumberColumn(format="%d")})
+        st.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            key="config_classes",
+            column_config={"max concurrent": st.column_config.NumberColumn(format="%d")},
+        )
     else:
         st.info("allowed_classes is empty: no job can run.")
 
@@ -50,21 +56,33 @@ def render() -> None:
         st.subheader("Defaults", anchor=False)
         st.dataframe(_policy_frame(cfg.defaults), hide_index=True, key="config_defaults")
         st.subheader("Limits", anchor=False)
-        st.dataframe(pd.DataFrame([
-            {"setting": "max_concurrent", "value": str(cfg.max_concurrent)},
-            {"setting": "log_max_bytes", "value": f"{cfg.log_max_bytes:,}"},
-            {"setting": "log_backups", "value": str(cfg.log_backups)},
-        ]), hide_index=True, key="config_limits")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"setting": "max_concurrent", "value": str(cfg.max_concurrent)},
+                    {"setting": "log_max_bytes", "value": f"{cfg.log_max_bytes:,}"},
+                    {"setting": "log_backups", "value": str(cfg.log_backups)},
+                ]
+            ),
+            hide_index=True,
+            key="config_limits",
+        )
     with right:
         st.subheader("Paths", anchor=False)
-        st.dataframe(pd.DataFrame([
-            {"what": "config file", "path": str(cfg.path)},
-            {"what": "job store", "path": str(cfg.db_path)},
-            {"what": "main log", "path": str(cfg.main_log)},
-            {"what": "errors log", "path": str(cfg.errors_log)},
-            {"what": "job output", "path": str(cfg.output_path(0).parent)},
-            {"what": "state dir", "path": str(cfg.state_dir)},
-        ]), hide_index=True, key="config_paths")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"what": "config file", "path": str(cfg.path)},
+                    {"what": "job store", "path": str(cfg.db_path)},
+                    {"what": "main log", "path": str(cfg.main_log)},
+                    {"what": "errors log", "path": str(cfg.errors_log)},
+                    {"what": "job output", "path": str(cfg.output_path(0).parent)},
+                    {"what": "state dir", "path": str(cfg.state_dir)},
+                ]
+            ),
+            hide_index=True,
+            key="config_paths",
+        )
         st.subheader("Dashboard access", anchor=False)
         st.markdown(_access_text())
 
@@ -86,7 +104,11 @@ def _access_text() -> str:
     if mode == "oidc":
         return f"OIDC login (`[auth]` in secrets.toml). Signed in as **{common.viewer().name}**."
     if mode == "password":
-        return (f"Password, from `{auth.PASSWORD_ENV}` or `{auth.PASSWORD_SECRET}` in secrets.toml. "
-                "Records name the user `admin`.")
-    return (f"**None.** Set `{auth.PASSWORD_ENV}`, or configure OIDC in `.streamlit/secrets.toml`. "
-            "Records name the user `local`.")
+        return (
+            f"Password, from `{auth.PASSWORD_ENV}` or `{auth.PASSWORD_SECRET}` in secrets.toml. "
+            "Records name the user `admin`."
+        )
+    return (
+        f"**None.** Set `{auth.PASSWORD_ENV}`, or configure OIDC in `.streamlit/secrets.toml`. "
+        "Records name the user `local`."
+    )

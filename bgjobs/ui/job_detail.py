@@ -21,9 +21,17 @@ _FLASH = "_job_flash"  # (kind, message) shown once after an action
 OUTPUT_BYTES = 64 * 1024
 
 EVENT_ICON = {
-    "queued": "🕓", "started": "▶️", "succeeded": "✅", "attempt_failed": "⚠️",
-    "retry_scheduled": "🔁", "failed": "❌", "cancel_requested": "✋", "cancelled": "⛔",
-    "timed_out": "⏱️", "lost": "💀", "rejected": "🚫",
+    "queued": "🕓",
+    "started": "▶️",
+    "succeeded": "✅",
+    "attempt_failed": "⚠️",
+    "retry_scheduled": "🔁",
+    "failed": "❌",
+    "cancel_requested": "✋",
+    "cancelled": "⛔",
+    "timed_out": "⏱️",
+    "lost": "💀",
+    "rejected": "🚫",
 }
 
 
@@ -36,8 +44,14 @@ def open_job(job_id: int | None) -> None:
 def render(cfg: Config) -> None:
     st.divider()
     job_id = st.number_input(
-        "Open job", min_value=1, value=None, step=1, key=JOB_KEY, bind="query-params",
-        placeholder="job id, or select a row above", width=260,
+        "Open job",
+        min_value=1,
+        value=None,
+        step=1,
+        key=JOB_KEY,
+        bind="query-params",
+        placeholder="job id, or select a row above",
+        width=260,
     )
     if job_id is None:
         return
@@ -94,21 +108,41 @@ def _flash() -> None:
 
 def _actions(cfg: Config, job: Job, pending: str | None) -> None:
     if st.session_state.get(_CONFIRM) == job.id and job.is_active and pending is None:
-        st.warning(f"Cancel job {job.id} ({job.name})? A running job gets SIGTERM, and SIGKILL "
-                   f"after {job.cancel_grace:g} s if it has not stopped.", icon="✋")
+        st.warning(
+            f"Cancel job {job.id} ({job.name})? A running job gets SIGTERM, and SIGKILL "
+            f"after {job.cancel_grace:g} s if it has not stopped.",
+            icon="✋",
+        )
         with st.container(horizontal=True):
-            st.button("Yes, cancel it", key="job_cancel_confirm", type="primary",
-                      on_click=_cancel, args=(cfg, job.id))
+            st.button(
+                "Yes, cancel it",
+                key="job_cancel_confirm",
+                type="primary",
+                on_click=_cancel,
+                args=(cfg, job.id),
+            )
             st.button("No, keep it", key="job_cancel_abort", on_click=_ask_cancel, args=(None,))
         return
     busy = pending is not None
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.button("Cancel job", key="job_cancel", icon=":material/cancel:",
-                  disabled=busy or not job.is_active, on_click=_ask_cancel, args=(job.id,),
-                  help="Stop a queued, running or retrying job (asks first).")
-        st.button("Retry", key="job_retry", icon=":material/replay:",
-                  disabled=busy or not job.is_final, on_click=_retry, args=(cfg, job.id),
-                  help="Launch a new job with the same class, method, params and priority.")
+        st.button(
+            "Cancel job",
+            key="job_cancel",
+            icon=":material/cancel:",
+            disabled=busy or not job.is_active,
+            on_click=_ask_cancel,
+            args=(job.id,),
+            help="Stop a queued, running or retrying job (asks first).",
+        )
+        st.button(
+            "Retry",
+            key="job_retry",
+            icon=":material/replay:",
+            disabled=busy or not job.is_final,
+            on_click=_retry,
+            args=(cfg, job.id),
+            help="Launch a new job with the same class, method, params and priority.",
+        )
         st.button("Close", key="job_close", icon=":material/close:", on_click=open_job, args=(None,))
         if pending == "cancel":
             st.caption(f"⏳ Cancel requested{_by(job)}; waiting for the job to stop…")
@@ -129,8 +163,9 @@ def _cancel(cfg: Config, job_id: int) -> None:
     try:
         # wait=False: the runner stops the job within its grace period and the
         # live view shows the outcome; the session is not blocked meanwhile.
-        result = api.cancel_job(job_id, source=common.SOURCE, user=common.viewer().name,
-                                config=cfg, wait=False)
+        result = api.cancel_job(
+            job_id, source=common.SOURCE, user=common.viewer().name, config=cfg, wait=False
+        )
     except BgjobsError as exc:
         st.session_state.pop(_PENDING, None)
         st.session_state[_FLASH] = ("error", str(exc))
@@ -199,18 +234,23 @@ def _timeline(records: pd.DataFrame | None) -> None:
         st.caption("No log records for this job yet.")
         return
     rows = records.sort_values("ts", kind="stable")
-    view = pd.DataFrame({
-        "time": rows["ts"],
-        "event": [f"{EVENT_ICON.get(str(e), '•')} {e}" for e in rows["event"]],
-        "level": rows["level"].astype("string"),
-        "attempt": rows["attempt"],
-        "message": rows["message"],
-    })
+    view = pd.DataFrame(
+        {
+            "time": rows["ts"],
+            "event": [f"{EVENT_ICON.get(str(e), '•')} {e}" for e in rows["event"]],
+            "level": rows["level"].astype("string"),
+            "attempt": rows["attempt"],
+            "message": rows["message"],
+        }
+    )
     st.dataframe(
-        view, hide_index=True, key="job_timeline",
+        view,
+        hide_index=True,
+        key="job_timeline",
         column_config={
-            "time": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm:ss.SSS",
-                                                    timezone=common.browser_timezone()),
+            "time": st.column_config.DatetimeColumn(
+                "time", format="YYYY-MM-DD HH:mm:ss.SSS", timezone=common.browser_timezone()
+            ),
             "attempt": st.column_config.NumberColumn("attempt", format="%d", width="small"),
             "message": st.column_config.TextColumn("message", width="large"),
         },

@@ -35,21 +35,40 @@ def _filters(cfg: Config) -> dict:
     """The filter row; returns keyword arguments for api.list_jobs."""
     with st.container(horizontal=True, vertical_alignment="bottom"):
         statuses = st.multiselect(
-            "Status", [s.value for s in Status], key="jobs_status", placeholder="any status",
-            format_func=lambda v: f"{common.STATUS_ICON[Status(v)]} {v}", persist_state="session",
+            "Status",
+            [s.value for s in Status],
+            key="jobs_status",
+            placeholder="any status",
+            format_func=lambda v: f"{common.STATUS_ICON[Status(v)]} {v}",
+            persist_state="session",
         )
         class_path = st.selectbox(
-            "Class", ["", *cfg.classes], key="jobs_class", persist_state="session",
+            "Class",
+            ["", *cfg.classes],
+            key="jobs_class",
+            persist_state="session",
             format_func=lambda v: v or "any class",
         )
         with st.container():
             since, until = common.time_range_input("jobs_range")
-        text = st.text_input("Search", key="jobs_text", placeholder="class, method, params, error",
-                             persist_state="session")
-        limit = st.selectbox("Rows", ROW_LIMITS, index=1, key="jobs_limit", persist_state="session",
-                             help="The newest jobs that match are shown; older ones are not loaded.")
-        st.toggle("Live", value=True, key="jobs_live", persist_state="session",
-                  help=f"Refresh the counts, the table and the open job every {REFRESH_SECONDS:g} s.")
+        text = st.text_input(
+            "Search", key="jobs_text", placeholder="class, method, params, error", persist_state="session"
+        )
+        limit = st.selectbox(
+            "Rows",
+            ROW_LIMITS,
+            index=1,
+            key="jobs_limit",
+            persist_state="session",
+            help="The newest jobs that match are shown; older ones are not loaded.",
+        )
+        st.toggle(
+            "Live",
+            value=True,
+            key="jobs_live",
+            persist_state="session",
+            help=f"Refresh the counts, the table and the open job every {REFRESH_SECONDS:g} s.",
+        )
     return {
         "statuses": tuple(statuses) or None,
         "class_path": class_path or None,
@@ -76,9 +95,13 @@ def _metrics(counts: dict[str, int]) -> None:
     retrying = counts.get("retrying", 0)
     cols = st.columns(4)
     cols[0].metric("Running", counts.get("running", 0), border=True)
-    cols[1].metric("Queued", counts.get("queued", 0) + retrying, border=True,
-                   help=f"Waiting for a free slot or their start time; {retrying} of them "
-                        "wait to retry after a failed attempt.")
+    cols[1].metric(
+        "Queued",
+        counts.get("queued", 0) + retrying,
+        border=True,
+        help=f"Waiting for a free slot or their start time; {retrying} of them "
+        "wait to retry after a failed attempt.",
+    )
     cols[2].metric("Failed (24 h)", counts.get("failed", 0), border=True)
     cols[3].metric("Succeeded (24 h)", counts.get("succeeded", 0), border=True)
 
@@ -96,23 +119,41 @@ def jobs_frame(jobs: list[Job], now: float | None = None) -> pd.DataFrame:
             duration = None
         else:
             duration = (j.finished_at if j.finished_at is not None else now) - j.started_at
-        rows.append({
-            "id": j.id,
-            "job": j.name,
-            "params": _params_text(j.params),
-            "status": [j.status.value],
-            "priority": j.priority,
-            "attempts": f"{j.attempt}/{j.max_attempts}",
-            "progress": progress,
-            "created": j.created_at,
-            "started": j.started_at,
-            "finished": j.finished_at,
-            "duration": duration,
-            "user": j.user or j.source or "",
-            "error": j.error or "",
-        })
-    df = pd.DataFrame(rows, columns=["id", "job", "params", "status", "priority", "attempts", "progress",
-                                      "created", "started", "finished", "duration", "user", "error"])
+        rows.append(
+            {
+                "id": j.id,
+                "job": j.name,
+                "params": _params_text(j.params),
+                "status": [j.status.value],
+                "priority": j.priority,
+                "attempts": f"{j.attempt}/{j.max_attempts}",
+                "progress": progress,
+                "created": j.created_at,
+                "started": j.started_at,
+                "finished": j.finished_at,
+                "duration": duration,
+                "user": j.user or j.source or "",
+                "error": j.error or "",
+            }
+        )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "job",
+            "params",
+            "status",
+            "priority",
+            "attempts",
+            "progress",
+            "created",
+            "started",
+            "finished",
+            "duration",
+            "user",
+            "error",
+        ],
+    )
     for col in ("created", "started", "finished"):
         df[col] = pd.to_datetime(df[col].astype("float64"), unit="s", utc=True)
     df["progress"] = df["progress"].astype("float64")
@@ -130,8 +171,10 @@ def _table(jobs: list[Job], filters: dict) -> None:
         if any(v for k, v in filters.items() if k != "limit"):
             st.info("No job matches these filters.")
         else:
-            st.info("No jobs yet. Start one on the Launch page, or run "
-                    "`job-run jobs.example.ExampleJob handle --params=5`.")
+            st.info(
+                "No jobs yet. Start one on the Launch page, or run "
+                "`job-run jobs.example.ExampleJob handle --params=5`."
+            )
             st.page_link(common.page_path("launch"), label="Launch a job", icon=":material/rocket_launch:")
         st.session_state[_IDS_KEY] = []
         return
@@ -151,12 +194,13 @@ def _table(jobs: list[Job], filters: dict) -> None:
             "job": st.column_config.TextColumn("class.method"),
             "params": st.column_config.TextColumn("params", width="medium"),
             "status": common.status_tags_column(),
-            "priority": st.column_config.NumberColumn("prio", format="%d", width="small",
-                                                      help="Niceness: lower runs first"),
-            "attempts": st.column_config.TextColumn("attempt", width="small",
-                                                    help="Attempts made / allowed"),
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                        format="percent", width="small"),
+            "priority": st.column_config.NumberColumn(
+                "prio", format="%d", width="small", help="Niceness: lower runs first"
+            ),
+            "attempts": st.column_config.TextColumn("attempt", width="small", help="Attempts made / allowed"),
+            "progress": st.column_config.ProgressColumn(
+                "progress", min_value=0.0, max_value=1.0, format="percent", width="small"
+            ),
             "created": st.column_config.DatetimeColumn("created", **when),
             "started": st.column_config.DatetimeColumn("started", **when),
             "finished": st.column_config.DatetimeColumn("finished", **when),

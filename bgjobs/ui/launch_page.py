@@ -36,12 +36,18 @@ def render() -> None:
         st.error(str(exc))
         return
     if not entries:
-        st.info("No class is allowed to run. Add one to `allowed_classes` in "
-                f"`{cfg.path}`, for example `jobs.example.ExampleJob`.")
+        st.info(
+            "No class is allowed to run. Add one to `allowed_classes` in "
+            f"`{cfg.path}`, for example `jobs.example.ExampleJob`."
+        )
         return
     by_class = {e["class"]: e for e in entries}
-    class_path = st.selectbox("Class", list(by_class), key="launch_class",
-                              help="Only classes listed in allowed_classes (config.yaml) can run.")
+    class_path = st.selectbox(
+        "Class",
+        list(by_class),
+        key="launch_class",
+        help="Only classes listed in allowed_classes (config.yaml) can run.",
+    )
     entry = by_class[class_path]
     if entry["error"]:
         st.error(entry["error"])
@@ -79,27 +85,54 @@ def _form(cfg: Config, class_path: str, method: str, params: list[dict], errors:
         _field_error(errors, "params")
         left, right = st.columns(2)
         with left:
-            st.number_input("Priority", min_value=-20, max_value=19, value=policy.priority, step=1,
-                            key=_key(class_path, method, "@priority"),
-                            help="Niceness, -20 (most urgent) to 19. The queue takes lower values "
-                                 "first; below 0 needs privileges.")
+            st.number_input(
+                "Priority",
+                min_value=-20,
+                max_value=19,
+                value=policy.priority,
+                step=1,
+                key=_key(class_path, method, "@priority"),
+                help="Niceness, -20 (most urgent) to 19. The queue takes lower values "
+                "first; below 0 needs privileges.",
+            )
             _field_error(errors, "priority")
         with right:
-            st.number_input("Delay (seconds)", min_value=0.0, value=0.0, step=1.0,
-                            key=_key(class_path, method, "@delay"),
-                            help="Start no earlier than this many seconds from now.")
+            st.number_input(
+                "Delay (seconds)",
+                min_value=0.0,
+                value=0.0,
+                step=1.0,
+                key=_key(class_path, method, "@delay"),
+                help="Start no earlier than this many seconds from now.",
+            )
             _field_error(errors, "delay")
         with st.expander("Retries and timeout"):
-            st.number_input("Max retries", min_value=0, max_value=1000, value=policy.max_retries,
-                            step=1, key=_key(class_path, method, "@max_retries"),
-                            help="Retries after the first attempt.")
+            st.number_input(
+                "Max retries",
+                min_value=0,
+                max_value=1000,
+                value=policy.max_retries,
+                step=1,
+                key=_key(class_path, method, "@max_retries"),
+                help="Retries after the first attempt.",
+            )
             _field_error(errors, "max_retries")
-            st.number_input("Timeout per attempt (seconds, 0 for none)", min_value=0.0,
-                            value=float(policy.timeout or 0.0), step=1.0,
-                            key=_key(class_path, method, "@timeout"))
+            st.number_input(
+                "Timeout per attempt (seconds, 0 for none)",
+                min_value=0.0,
+                value=float(policy.timeout or 0.0),
+                step=1.0,
+                key=_key(class_path, method, "@timeout"),
+            )
             _field_error(errors, "timeout")
-        st.form_submit_button("Launch", key="launch_submit", type="primary", icon=":material/rocket_launch:",
-                              on_click=_launch, args=(cfg, class_path, method, params))
+        st.form_submit_button(
+            "Launch",
+            key="launch_submit",
+            type="primary",
+            icon=":material/rocket_launch:",
+            on_click=_launch,
+            args=(cfg, class_path, method, params),
+        )
 
 
 def _param_input(key: str, p: dict) -> None:
@@ -107,20 +140,40 @@ def _param_input(key: str, p: dict) -> None:
     label = f"{name} *" if p["required"] else name
     help_text = KIND_HELP.get(kind, "")
     if p["varargs"]:
-        st.text_area(f"*{name}", value="[]", key=key, height=68,
-                     help="Extra positional params, as a JSON list.")
+        st.text_area(
+            f"*{name}", value="[]", key=key, height=68, help="Extra positional params, as a JSON list."
+        )
     elif kind == "bool":
         st.checkbox(label, value=bool(default), key=key, help=help_text)
     elif kind == "int":
-        st.number_input(label, value=default if isinstance(default, int) else None, step=1,
-                        key=key, help=help_text, placeholder="required" if p["required"] else None)
+        st.number_input(
+            label,
+            value=default if isinstance(default, int) else None,
+            step=1,
+            key=key,
+            help=help_text,
+            placeholder="required" if p["required"] else None,
+        )
     elif kind == "float":
         value = float(default) if isinstance(default, (int, float)) else None
-        st.number_input(label, value=value, step=1.0, format="%g", key=key, help=help_text,
-                        placeholder="required" if p["required"] else None)
+        st.number_input(
+            label,
+            value=value,
+            step=1.0,
+            format="%g",
+            key=key,
+            help=help_text,
+            placeholder="required" if p["required"] else None,
+        )
     elif kind in ("list", "dict"):
-        st.text_area(label, value="" if default is None else json.dumps(default), key=key,
-                     height=68, help=help_text, placeholder="JSON")
+        st.text_area(
+            label,
+            value="" if default is None else json.dumps(default),
+            key=key,
+            height=68,
+            help=help_text,
+            placeholder="JSON",
+        )
     else:
         shown = default if isinstance(default, str) or default is None else json.dumps(default)
         st.text_input(label, value=shown or "", key=key, help=help_text)
@@ -151,8 +204,9 @@ def _launch(cfg: Config, class_path: str, method: str, params: list[dict]) -> No
         state[_ERRORS] = {"form": (class_path, method), "fields": errors}
         return
     try:
-        job = api.submit(class_path, method, values, config=cfg, source=common.SOURCE,
-                         user=common.viewer().name, **options)
+        job = api.submit(
+            class_path, method, values, config=cfg, source=common.SOURCE, user=common.viewer().name, **options
+        )
     except RejectedError as exc:
         state[_ERRORS] = {"form": (class_path, method), "fields": {exc.field or _GENERAL: str(exc)}}
         return
@@ -225,16 +279,19 @@ def _json(text: str, what: str):
 
 
 def _same(value, default) -> bool:
-    return type(value) is type(default) and value == default or (
-        isinstance(value, float) and isinstance(default, int) and value == default
+    return (
+        type(value) is type(default)
+        and value == default
+        or (isinstance(value, float) and isinstance(default, int) and value == default)
     )
 
 
 def _options(cfg: Config, class_path: str, value_of) -> dict:
     """Priority and delay always; retries and timeout only when changed."""
     policy = cfg.policy_for(class_path)
-    options = {"priority": int(value_of("@priority") if value_of("@priority") is not None
-                               else policy.priority)}
+    options = {
+        "priority": int(value_of("@priority") if value_of("@priority") is not None else policy.priority)
+    }
     delay = value_of("@delay") or 0.0
     if delay > 0:
         options["delay"] = float(delay)
@@ -254,8 +311,11 @@ def _cli(class_path: str, method: str, values: list, options: dict) -> str:
     for name, value in options.items():
         if name == "priority" and value == 0:
             continue
-        words.append(f"--{name.replace('_', '-')}={value:g}" if isinstance(value, float)
-                     else f"--{name.replace('_', '-')}={value}")
+        words.append(
+            f"--{name.replace('_', '-')}={value:g}"
+            if isinstance(value, float)
+            else f"--{name.replace('_', '-')}={value}"
+        )
     return shlex.join(words)
 
 
@@ -264,7 +324,11 @@ def _result() -> None:
     if not result:
         return
     st.success(f"Launched job {result['id']} ({result['name']}).", icon="🚀")
-    st.page_link(common.page_path("jobs"), label=f"Open job {result['id']}",
-                 query_params={"job": str(result["id"])}, icon=":material/open_in_new:")
+    st.page_link(
+        common.page_path("jobs"),
+        label=f"Open job {result['id']}",
+        query_params={"job": str(result["id"])},
+        icon=":material/open_in_new:",
+    )
     st.caption("The same launch from a shell:")
     st.code(result["cli"], language="bash")
