@@ -4,6 +4,12 @@ Every record is one line, written by one write() on an O_APPEND descriptor, so
 many processes can log at once without tearing a line. Rotation renames files
 under an exclusive flock on `.rotate.lock`; writers hold it shared while they
 check and write, so no record lands in a file that is being renamed away.
+Readers (bgjobs.logread) take it shared for the moment they list the files, so
+they never see a rotation half done.
+
+Within one process the flock is shared by every thread (it belongs to the open
+file), so a thread lock serialises writers there; a forked child reopens its
+descriptors rather than share the parent's lock.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import fcntl
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,9 +38,15 @@ EVENTS = (
 )
 MAIN_LOG = "background_jobs.log"
 ERRORS_LOG = "background_jobs_errors.log"
+ROTATE_LOCK = ".rotate.lock"
 # A traceback or message longer than this is cut, so one record stays one
-# reasonable line (readers skip lines over a megabyte).
+# reasonable line.
 MAX_FIELD = 64 * 1024
+# Readers skip a line longer than this as junk; the writer keeps every record
+# below it by cutting its largest extra values.
+MAX_LINE = 1024 * 1024
+# The keys every record has; _fit never cuts these.
+CORE_KEYS = ("ts", "level", "event", "job_id", "class", "method", "attempt", "message")
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -89,6 +102,9 @@ class EventLog:
         self._main = _File(self.log_dir / MAIN_LOG)
         self._errors = _File(self.log_dir / ERRORS_LOG)
         self._lock_fd: int | None = None
+        self._pid = os.getpid()
+        self._thread_lock = threading.RLock()
+        self._depth = 0  # > 0 while this thread is inside write()
         self._warned = False
 
     @classmethod
@@ -131,19 +147,43 @@ class EventLog:
 
     def write(self, record: dict) -> None:
         """Append an already-built record (ERROR also goes to the errors log)."""
-        line = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode(
-            "utf-8", "backslashreplace"
-        )
         try:
+            line = _encode(record)
+        except (TypeError, ValueError, RecursionError) as exc:  # e.g. a value that contains itself
+            line = _encode({k: record.get(k) for k in CORE_KEYS} | {"unencodable": repr(exc)})
+        with self._thread_lock:
+            if self._depth:
+                # Re-entered from a signal handler in the middle of a write: the
+                # flock is already held, and releasing it here would free the outer
+                # write's lock too.
+                self._write_locked(record, line, take_lock=False)
+                return
+            self._depth += 1
+            try:
+                self._write_locked(record, line, take_lock=True)
+            finally:
+                self._depth -= 1
+
+    def _write_locked(self, record: dict, line: bytes, take_lock: bool) -> None:
+        try:
+            if self._pid != os.getpid():
+                self._after_fork()
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            targets = [self._main]
+            if record.get("level") == "ERROR":
+                targets.append(self._errors)
+            if not take_lock:
+                for f in targets:
+                    f.current_size()
+                    f.write(line)
+                return
             lock = self._lock()
             fcntl.flock(lock, fcntl.LOCK_SH)
             try:
-                targets = [self._main]
-                if record.get("level") == "ERROR":
-                    targets.append(self._errors)
                 if any(f.current_size() >= self.max_bytes for f in targets):
-                    fcntl.flock(lock, fcntl.LOCK_EX)  # upgrade; re-checked inside
+                    # flock cannot upgrade atomically: it drops the shared lock and
+                    # waits, so another writer may rotate first. Hence the re-check.
+                    fcntl.flock(lock, fcntl.LOCK_EX)
                     for f in targets:
                         if f.current_size() >= self.max_bytes:
                             self._rotate(f)
@@ -160,10 +200,21 @@ class EventLog:
                 self._warned = True
                 print(f"bgjobs: cannot write to {self.log_dir}: {exc}", file=sys.stderr)
 
+    def _after_fork(self) -> None:
+        """In a forked child: let go of the parent's descriptors. The flock belongs
+        to the open file that parent and child share, so the child must never
+        unlock it; closing its own copies is harmless."""
+        self._main.close()
+        self._errors.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._pid = os.getpid()
+
     def _lock(self) -> int:
         if self._lock_fd is None:
             self._lock_fd = os.open(
-                self.log_dir / ".rotate.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+                self.log_dir / ROTATE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
         return self._lock_fd
 
@@ -184,11 +235,57 @@ class EventLog:
         f.current_size()  # opens the new, empty file
 
     def close(self) -> None:
-        self._main.close()
-        self._errors.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        with self._thread_lock:
+            if self._pid != os.getpid():
+                self._after_fork()
+            self._main.close()
+            self._errors.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+
+def _encode(record: dict) -> bytes:
+    """One record as one line of UTF-8 JSON, shorter than MAX_LINE."""
+    text = json.dumps(record, default=str, ensure_ascii=False)
+    try:
+        data = (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (undecodable bytes in a path or an error message) are
+        # not valid in JSON text for most readers: spell them as \\udcXX text.
+        text = json.dumps(_clean(record), default=str, ensure_ascii=False)
+        data = (text + "\n").encode("utf-8")
+    if len(data) >= MAX_LINE:
+        data = (json.dumps(_fit(record), default=str, ensure_ascii=False) + "\n").encode(
+            "utf-8", "backslashreplace"
+        )
+    return data
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _fit(record: dict) -> dict:
+    """The record with its largest values cut until the line fits under MAX_LINE.
+    (Sizes are measured with ASCII escapes, an upper bound of the UTF-8 size.)"""
+    record = _clean(record)
+    sizes = sorted(((len(json.dumps(v, default=str)), k) for k, v in record.items()), reverse=True)
+    total = sum(size for size, _ in sizes)
+    for size, key in sizes:
+        if total < MAX_LINE // 2:
+            break
+        value = record[key]
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        record[key] = text[: MAX_FIELD // 4] + "... [cut]"
+        total -= size - len(json.dumps(record[key]))
+    return record
 
 
 def backups_of(path: Path) -> list[Path]:
