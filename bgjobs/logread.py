@@ -1,0 +1,388 @@
+"""Read the JSON Lines logs without pandas: follow a log file and its rotated
+backups byte by byte, and turn lines into records.
+
+`Follower` is the byte-level part that `bgjobs.logtable` shares: it remembers
+where it stopped in the live file, hands out only whole lines appended since,
+and notices rotation (the live file was renamed to file.1 and a new one begun)
+and truncation. Each poll costs in proportion to the bytes appended, plus a few
+system calls. `RecordTail` and `read_records` parse those lines with `json`,
+for `job-logs`, which must start fast and never import pandas.
+
+What counts as a bad line (skipped and counted, never raised): a line that is
+not valid UTF-8 JSON, a JSON value that is not an object, a line longer than
+MAX_LINE bytes, and a torn last line of a file that can no longer grow (a
+rotated backup). A torn last line of the live file is held back, uncounted,
+until its newline arrives: a writer may be in the middle of it. Blank lines
+are ignored.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .eventlog import LEVELS, MAX_LINE, ROTATE_LOCK, backups_of
+
+CHUNK = 32 * 1024 * 1024  # bytes read and handed out at a time; must exceed MAX_LINE
+
+Key = tuple[int, int]  # (st_dev, st_ino): one file, whatever its name is now
+
+
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """Whole lines read from one file. Each line of `data` ends in a newline;
+    lines over MAX_LINE are already removed and counted in `bad`."""
+
+    key: Key
+    data: bytes
+    bad: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The file was truncated: whatever was read from it before is gone."""
+
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """The live file was rotated away and is read to its end; it won't change
+    again. `ident` is (dev, ino, size, mtime_ns), as `Backup.ident`."""
+
+    key: Key
+    ident: tuple[int, int, int, int]
+
+
+class _Cursor:
+    """How far one open file has been read."""
+
+    __slots__ = ("fd", "key", "offset", "skipping")
+
+    def __init__(self, fd: int, key: Key) -> None:
+        self.fd = fd
+        self.key = key
+        self.offset = 0  # just after the last whole line handed out
+        self.skipping = False  # inside an over-long line: drop bytes until a newline
+
+
+class Backup:
+    """A rotated file the follower has not read before. Its content is final,
+    so `ident` (dev, ino, size, mtime_ns) is a safe cache key; `pieces()` reads it."""
+
+    def __init__(self, follower: Follower, fd: int, key: Key, ident: tuple) -> None:
+        self._follower = follower
+        self._fd = fd
+        self.key = key
+        self.ident = ident
+
+    def pieces(self) -> Iterator[Lines]:
+        cursor = _Cursor(self._fd, self.key)
+        return self._follower._read(cursor, self.ident[2], final=True)
+
+
+class Follower:
+    """Follows `path` and its backups (path.N ... path.1), oldest bytes first.
+
+    `poll()` yields, in order: Sealed for a live file that was rotated away (after
+    Lines with its last bytes), Backup for each rotated file not seen before, then
+    Lines appended to the live file, or Reset if it was truncated. Consume each
+    poll fully. `files` lists the keys of the files that exist, in time order.
+    Open files are kept open, so an inode number is never reused under us.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, max_line: int = MAX_LINE, chunk: int = CHUNK) -> None:
+        if chunk <= max_line:
+            raise ValueError("chunk must be larger than max_line")
+        self.path = Path(path)
+        self.max_line = max_line
+        self.chunk = chunk
+        self.files: list[Key] = []
+        self._live: _Cursor | None = None
+        self._backups: dict[Key, int] = {}  # fds of backups already handed out
+
+    def poll(self) -> Iterator[Lines | Reset | Sealed | Backup]:
+        live = self._live
+        if live is not None:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == live.key:
+                yield from self._read_live(st.st_size)
+                return
+            # Rotated or removed. Writers append only under the shared rotation
+            # lock after checking the inode, so the old file can no longer grow.
+            final = os.fstat(live.fd)
+            yield from self._read(live, final.st_size, final=True)
+            self._live = None
+            self._backups[live.key] = live.fd
+            yield Sealed(live.key, _ident(final))
+        yield from self._rescan()
+
+    def close(self) -> None:
+        """Close every file this follower holds open."""
+        if self._live is not None:
+            os.close(self._live.fd)
+            self._live = None
+        for fd in self._backups.values():
+            os.close(fd)
+        self._backups.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _rescan(self) -> Iterator[Lines | Reset | Backup]:
+        """Open the live file and list the backups, while no rotation can run."""
+        with _rotation_paused(self.path.parent):
+            live_fd = _open(self.path)
+            opened = [(fd, os.fstat(fd)) for fd in map(_open, backups_of(self.path)) if fd is not None]
+        live_key = None
+        if live_fd is not None:
+            st = os.fstat(live_fd)
+            live_key = (st.st_dev, st.st_ino)
+        order: list[Key] = []
+        fresh: list[Backup] = []
+        for fd, st in opened:
+            key = (st.st_dev, st.st_ino)
+            if key == live_key or key in order or key in self._backups:
+                os.close(fd)
+            else:
+                self._backups[key] = fd
+                fresh.append(Backup(self, fd, key, _ident(st)))
+            if key != live_key and key not in order:
+                order.append(key)
+        for key in [k for k in self._backups if k not in order]:
+            os.close(self._backups.pop(key))
+        self.files = order + ([live_key] if live_key else [])
+        yield from fresh
+        if live_fd is not None:
+            self._live = _Cursor(live_fd, live_key)
+            yield from self._read_live(os.fstat(live_fd).st_size)
+
+    def _read_live(self, size: int) -> Iterator[Lines | Reset]:
+        live = self._live
+        if size < live.offset or (
+            # Truncated and written again past where we were: the byte before our
+            # offset is no longer the newline we stopped after.
+            0 < live.offset <= size and not live.skipping and os.pread(live.fd, 1, live.offset - 1) != b"\n"
+        ):
+            live.offset, live.skipping = 0, False
+            yield Reset(live.key)
+        if size > live.offset:
+            yield from self._read(live, size, final=False)
+
+    def _read(self, cur: _Cursor, end: int, final: bool) -> Iterator[Lines]:
+        """Whole lines of cur's file from cur.offset up to `end`. A partial last line
+        is held back, unless the file is `final` (then it is torn: counted bad)."""
+        pos = cur.offset
+        try:
+            while pos < end:
+                buf = os.pread(cur.fd, min(self.chunk, end - pos), pos)
+                if not buf:
+                    break  # shrank under us; the next poll sees the truncation
+                if cur.skipping:
+                    nl = buf.find(b"\n")
+                    pos += len(buf) if nl < 0 else nl + 1
+                    cur.skipping = nl < 0
+                    continue
+                last = buf.rfind(b"\n")
+                if last >= 0:
+                    data, bad = drop_long_lines(buf, last + 1, self.max_line)
+                    yield Lines(cur.key, data, bad)
+                    pos += last + 1  # a partial remainder is read again, whole
+                    continue
+                if len(buf) > self.max_line:  # no newline in sight: not a record
+                    yield Lines(cur.key, b"", 1)
+                    cur.skipping = True
+                    pos += len(buf)
+                    continue
+                # A partial line at the end of what there is (chunk > max_line).
+                if final:
+                    if buf.strip():
+                        yield Lines(cur.key, b"", 1)
+                    pos += len(buf)
+                break
+        finally:
+            cur.offset = pos
+
+
+def drop_long_lines(buf: bytes, end: int, max_line: int) -> tuple[bytes, int]:
+    """buf[:end] (whole lines) without the lines longer than max_line bytes, and
+    how many were dropped. Costs about end / max_line searches, not one per line."""
+    if end <= max_line:
+        return (buf if end == len(buf) else buf[:end]), 0
+    kept: list[bytes] = []
+    bad = keep_from = pos = 0
+    while pos < end:
+        # Every line in buf[pos:nl+1] is at most max_line long when a newline
+        # falls within max_line bytes of each line start; rfind takes the last.
+        nl = buf.rfind(b"\n", pos, min(pos + max_line + 1, end))
+        if nl >= 0:
+            pos = nl + 1
+            continue
+        kept.append(buf[keep_from:pos])
+        bad += 1
+        pos = keep_from = buf.find(b"\n", pos + max_line) + 1
+    if not bad:
+        return (buf if end == len(buf) else buf[:end]), 0
+    kept.append(buf[keep_from:end])
+    return b"".join(kept), bad
+
+
+def parse_lines(data: bytes) -> tuple[list[dict], int]:
+    """Records in `data` (whole lines), and how many lines were bad."""
+    records: list[dict] = []
+    bad = 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # JSON and UTF-8 errors are ValueErrors
+            bad += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
+class RecordTail:
+    """Records of one log (backups and live file) appended since the last poll,
+    as dicts. `bad_lines` counts the lines skipped so far."""
+
+    def __init__(self, path: str | os.PathLike, *, max_line: int = MAX_LINE) -> None:
+        self.follower = Follower(path, max_line=max_line)
+        self.bad_lines = 0
+
+    def poll(self) -> list[dict]:
+        records: list[dict] = []
+        for item in self.follower.poll():
+            if isinstance(item, Backup):
+                pieces: Iterable[Lines] = item.pieces()
+            elif isinstance(item, Lines):
+                pieces = (item,)
+            else:
+                continue
+            for piece in pieces:
+                found, bad = parse_lines(piece.data)
+                records.extend(found)
+                self.bad_lines += bad + piece.bad
+        return records
+
+    def close(self) -> None:
+        self.follower.close()
+
+
+def read_records(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """Every record in the log at `path` and its backups, oldest first, and the
+    number of bad lines skipped."""
+    tail = RecordTail(path)
+    try:
+        return tail.poll(), tail.bad_lines
+    finally:
+        tail.close()
+
+
+# --- choosing records -------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time (UTC unless it has an offset) or a duration back from now
+    such as 90s, 10m, 2h, 1d, 1w, as an aware UTC datetime. Raises ValueError."""
+    match = _DURATION.match(text)
+    if match:
+        now = now or datetime.now(UTC)
+        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2].lower()])
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"cannot read {text!r} as a time; give an ISO time like 2026-11-28T16:00:00Z "
+            "or a duration like 10m, 2h or 1d"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def parse_level(text: str) -> str:
+    """A level name, any case, as in LEVELS. Raises ValueError."""
+    level = text.strip().upper()
+    if level == "WARN":
+        level = "WARNING"
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {text!r}; use one of {', '.join(LEVELS)}")
+    return level
+
+
+def record_time(record: dict) -> datetime | None:
+    """The record's `ts` as an aware datetime, or None if it has none."""
+    ts = record.get("ts")
+    if not isinstance(ts, str):
+        return None
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def matches(
+    record: dict, *, job_id: int | None = None, since: datetime | None = None, min_level: str | None = None
+) -> bool:
+    """Whether the record is about job `job_id`, at or after `since`, and at
+    `min_level` or above (INFO < WARNING < ERROR)."""
+    if job_id is not None and record.get("job_id") != job_id:
+        return False
+    if min_level is not None:
+        level = record.get("level")
+        if level not in LEVELS or LEVELS.index(level) < LEVELS.index(min_level):
+            return False
+    if since is not None:
+        when = record_time(record)
+        if when is None or when < since:
+            return False
+    return True
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _ident(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _open(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+@contextmanager
+def _rotation_paused(log_dir: Path):
+    """Hold the writers' rotation lock shared: writers go on, rotations wait."""
+    try:
+        fd = os.open(log_dir / ROTATE_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        yield  # no writer has made the lock file yet (or we may not read it)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
