@@ -1,0 +1,163 @@
+"""job-logs [ID]: print log records as lines or JSON, and follow them like tail -f.
+
+Reads with bgjobs.logread (plain json, no pandas), so it starts as fast as job-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import EXIT_OK, NoSuchJob
+from ..logread import RecordTail, matches, parse_level, parse_since
+from .common import Parser, run
+
+EXAMPLES = """examples:
+  job-logs                    every record of the main log, oldest first
+  job-logs 12                 the records of job 12
+  job-logs 12 --follow        ... and new ones as they come (Ctrl-C stops)
+  job-logs --errors --since 2h
+  job-logs --level warning --since 2026-11-28T09:00:00Z --json
+"""
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="job-logs",
+        description="Print the records of the job log (or the errors log), oldest first:\n"
+        "time (UTC), level, job, event and message, with tracebacks indented below.\n"
+        "Rotated backups (background_jobs.log.N) are read too.\n\n" + EXAMPLES,
+    )
+    p.add_argument("job_id", metavar="ID", type=int, nargs="?", help="only the records of this job")
+    p.add_argument("--errors", action="store_true", help="read the errors log (ERROR records only)")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="after the records so far, print new ones as they are written, across "
+                   "rotation, until Ctrl-C (exit 130) or SIGTERM (exit 143)")
+    p.add_argument("--since", metavar="T",
+                   help="only records at or after T: an ISO time (UTC unless it has an offset) "
+                   "or a duration back from now, like 90s, 10m, 2h, 1d")
+    p.add_argument("--level", metavar="L", help="only records at level L or above: INFO, WARNING, ERROR")
+    p.add_argument("--json", action="store_true", help="print each record as one line of JSON")
+    p.add_argument("--interval", type=float, default=0.25, metavar="SECONDS",
+                   help="how often --follow looks for new records (default 0.25)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    since = level = None
+    try:
+        since = parse_since(args.since) if args.since is not None else None
+    except ValueError as exc:
+        parser.error(f"--since: {exc}")
+    try:
+        level = parse_level(args.level) if args.level is not None else None
+    except ValueError as exc:
+        parser.error(f"--level: {exc}")
+    if args.interval <= 0:
+        parser.error("--interval must be a positive number of seconds")
+
+    def body() -> int:
+        from ..config import load_config
+
+        config = load_config(args.config)
+        path = config.errors_log if args.errors else config.main_log
+        show = Printer(as_json=args.json, job_id=args.job_id, since=since, min_level=level)
+        tail = RecordTail(path)
+        try:
+            records = tail.poll()
+            if args.job_id is not None and not any(r.get("job_id") == args.job_id for r in records):
+                if not _job_exists(config.db_path, args.job_id):
+                    raise NoSuchJob(args.job_id)
+                if not args.follow:
+                    print(f"job {args.job_id} has no records in {path}", file=sys.stderr)
+            show(records)
+            if args.follow:
+                return follow(tail, show, args.interval)
+            return EXIT_OK
+        except BrokenPipeError:
+            # The reader went away (job-logs | head): stop quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        finally:
+            if tail.bad_lines:
+                print(f"job-logs: skipped {tail.bad_lines} bad line(s) in {path}", file=sys.stderr)
+            tail.close()
+
+    return run(body)
+
+
+class Printer:
+    """Prints the records that pass the filters, as text or JSON lines."""
+
+    def __init__(self, *, as_json: bool, job_id: int | None, since: datetime | None,
+                 min_level: str | None) -> None:
+        self.as_json = as_json
+        self.filters = dict(job_id=job_id, since=since, min_level=min_level)
+
+    def __call__(self, records: list[dict]) -> None:
+        out = [self.format(r) for r in records if matches(r, **self.filters)]
+        if out:
+            sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.flush()
+
+    def format(self, record: dict) -> str:
+        if self.as_json:
+            return json.dumps(record, ensure_ascii=False)
+        return format_record(record)
+
+
+def format_record(record: dict) -> str:
+    """One record as a line (time, level, job, event, message), then its
+    traceback indented below."""
+    job_id = record.get("job_id")
+    job = f"job {job_id}" if job_id is not None else "-"
+    line = (f"{record.get('ts') or '-':<24} {record.get('level') or '-':<7} {job:>8}  "
+            f"{record.get('event') or '-':<16} {record.get('message') or ''}")
+    traceback = record.get("traceback")
+    if isinstance(traceback, str) and traceback.strip():
+        line += "\n" + "\n".join("    " + t for t in traceback.rstrip("\n").splitlines())
+    return line.rstrip(" ")
+
+
+def follow(tail: RecordTail, show: Printer, interval: float) -> int:
+    """Poll `tail` and print what is new until SIGINT or SIGTERM; the exit code
+    is 128 + the signal number (130 for Ctrl-C)."""
+    stop: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        stop.append(signum)  # acted on in the loop; handlers only set flags
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop:
+            show(tail.poll())
+            deadline = time.monotonic() + interval
+            while not stop and time.monotonic() < deadline:
+                time.sleep(min(0.05, interval))
+        return 128 + stop[0]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _job_exists(db_path: Path, job_id: int) -> bool:
+    if not db_path.exists():
+        return False
+    from ..store import Store
+
+    store = Store(db_path)
+    try:
+        return store.get(job_id) is not None
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
