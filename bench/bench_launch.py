@@ -1,0 +1,156 @@
+"""Benchmark: launch cost and time to start, against a bare interpreter.
+
+    .venv/bin/python bench/bench_launch.py [--quick] [--rounds N]
+
+1. Launch cost: the wall time of `job-run jobs.noop.Noop run` (validate, record,
+   spawn the runner, return) against `python -c pass`. Goal: at most 3x.
+2. Time to start: from the call to the job's first line running, against a
+   fresh `python -c "from benchjobs.tasks import Stamp; Stamp().run(p)"` (one
+   interpreter, the job's import, its first line). Goal: at most 3x. Measured
+   from `job-run` and from run_background_job() in an already-warm process.
+
+Each case runs on an idle project: before each, the benchmark waits until the
+last round's runner and waker have exited. Rounds alternate A B, B A, ...
+Not a test: nothing here gates CI.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    BIN,
+    PY,
+    BenchProject,
+    Report,
+    describe,
+    fmt_ms,
+    interleave,
+    load_note,
+    median,
+    parser,
+    rounds_of,
+    run_timed,
+    wait_file,
+)
+
+GOAL = 3.0
+
+
+def main() -> int:
+    args = parser(__doc__.split("\n")[0], rounds=15, quick_rounds=5).parse_args()
+    rounds = rounds_of(args)
+    report = Report(
+        "Launch cost and time to start",
+        "Launch cost is the wall time of the command, from spawn to exit. Time to start runs "
+        "from the moment the caller starts (the `job-run` spawn, or the run_background_job() "
+        "call) to the job's first line, as the job itself stamps it with CLOCK_MONOTONIC. "
+        f"{rounds} interleaved rounds after one warm-up; each case starts on an idle project.",
+    )
+    with BenchProject("launch", keep=args.keep) as proj:
+        proj.enter()
+        from bgjobs import api
+
+        env, cwd = proj.env(), proj.root
+        job_run = str(BIN / "job-run")
+        stamp_code = "import sys; from benchjobs.tasks import Stamp; Stamp().run(sys.argv[1])"
+
+        def launch_cli() -> float:
+            dt, out = run_timed([job_run, "jobs.noop.Noop", "run"], env, cwd)
+            assert out.strip().isdigit(), out
+            return dt
+
+        def launch_pass() -> float:
+            return run_timed([PY, "-c", "pass"], env, cwd)[0]
+
+        def start_cli() -> float:
+            mark = proj.mark("cli")
+            t0 = time.monotonic_ns()
+            proc = subprocess.Popen([job_run, "benchjobs.tasks.Stamp", "run", f"--params={mark}"],
+                                    env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            t1 = wait_file(mark)
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"job-run failed: {err.decode()}")
+            return (t1 - t0) / 1e9
+
+        def start_api() -> float:
+            mark = proj.mark("api")
+            t0 = time.monotonic_ns()
+            api.run_background_job("benchjobs.tasks.Stamp", "run", mark, config=proj.config_path)
+            return (wait_file(mark) - t0) / 1e9
+
+        def start_bare() -> float:
+            mark = proj.mark("bare")
+            t0 = time.monotonic_ns()
+            proc = subprocess.Popen([PY, "-c", stamp_code, mark], env=env, cwd=cwd,
+                                    stdin=subprocess.DEVNULL)
+            t1 = wait_file(mark)
+            proc.wait()
+            return (t1 - t0) / 1e9
+
+        # Returning from the API call: a warm process validates, records and
+        # spawns; the nearest bare equivalent is Popen of an interpreter.
+        def return_api() -> float:
+            t0 = time.perf_counter()
+            api.run_background_job("jobs.noop.Noop", "run", config=proj.config_path)
+            return time.perf_counter() - t0
+
+        def return_popen() -> float:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([PY, "-c", "pass"], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+            dt = time.perf_counter() - t0
+            proc.wait()
+            return dt
+
+        # This sandbox (and so CI) sets PYTHONDONTWRITEBYTECODE=1: then every
+        # job-run compiles bgjobs from source. Shown as a separate row.
+        nocache = proj.env(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=None)
+
+        def launch_cli_nocache() -> float:
+            return run_timed([job_run, "jobs.noop.Noop", "run"], nocache, cwd)[0]
+
+        def launch_pass_nocache() -> float:
+            return run_timed([PY, "-c", "pass"], nocache, cwd)[0]
+
+        between = proj.quiesce
+        s = interleave(rounds, {"job-run": launch_cli, "pass": launch_pass,
+                                "start cli": start_cli, "start api": start_api,
+                                "start bare": start_bare},
+                       between=between, progress="launch/start")
+        s2 = interleave(max(3, rounds // 2), {"api return": return_api, "popen return": return_popen,
+                                              "job-run nocache": launch_cli_nocache,
+                                              "pass nocache": launch_pass_nocache},
+                        between=between, progress="api return / no bytecode cache")
+        proj.quiesce()
+
+    def add(measure, ours, base, goal=None, **extra):
+        ratio = median(ours) / median(base)
+        report.row(measure, describe(ours, fmt_ms), describe(base, fmt_ms), ratio,
+                   goal=f"≤ {goal:g}x" if goal else "", met=(ratio <= goal) if goal else None,
+                   ours_median=median(ours), baseline_median=median(base), samples=len(ours), **extra)
+
+    add("1. launch cost: `job-run` vs `python -c pass`", s["job-run"], s["pass"], GOAL)
+    add("2. time to start: `job-run` → job's first line, vs fresh interpreter running the job",
+        s["start cli"], s["start bare"], GOAL)
+    add("2. time to start: `run_background_job()` → job's first line, vs fresh interpreter",
+        s["start api"], s["start bare"], GOAL)
+    add("(info) `run_background_job()` returns, vs `Popen(python -c pass)` returns",
+        s2["api return"], s2["popen return"])
+    add("(info) launch cost without a bytecode cache (PYTHONDONTWRITEBYTECODE=1, as on this "
+        "machine and in CI)", s2["job-run nocache"], s2["pass nocache"])
+    report.note("Children run with bytecode caching on (PYTHONPYCACHEPREFIX in the temp project), "
+                "as a user's machine has it; the last row shows the sandbox's setting.")
+    report.note(f"IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
+    report.emit(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

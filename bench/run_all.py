@@ -1,0 +1,254 @@
+"""Run every benchmark (bench/bench_*.py) and collect their tables into
+docs/benchmarks.md.
+
+    .venv/bin/python bench/run_all.py            # every script, full rounds
+    .venv/bin/python bench/run_all.py --quick    # fewer rounds
+    .venv/bin/python bench/run_all.py --only launch,cancel --label "after the lazy-import fix"
+
+The scripts run one after another (never at once: they would disturb each
+other). Each prints a markdown table; this collects them under one header
+that says what was measured on (commit, CPUs, load). The summary of the run
+before is kept under "Earlier runs", so a change shows its before and after.
+These are benchmarks, not tests: nothing here gates CI, and the exit code is 0
+whether or not a goal is met (it is 1 only when a script itself fails).
+
+The peers are bench-only (not in requirements.txt). Install them with:
+
+    apt-get update && apt-get install -y redis-server task-spooler
+    .venv/bin/pip install rq
+
+A peer that is missing is skipped with a note in its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DOC = REPO / "docs" / "benchmarks.md"
+KEEP_EARLIER = 10
+RUN_START, RUN_END = "<!-- run:start -->", "<!-- run:end -->"
+
+
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def machine() -> str:
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB memory"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (f"{os.cpu_count()} CPUs{mem}, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def run_script(script: Path, quick: bool, timeout: float) -> dict:
+    try:  # which of our flags does it take? (others' scripts may take neither)
+        text = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True,
+                              text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        text = ""
+    argv = [sys.executable, str(script)]
+    if quick and "--quick" in text:
+        argv.append("--quick")
+    json_path = None
+    if "--json" in text:
+        fd, json_path = tempfile.mkstemp(prefix=f"{script.stem}-", suffix=".json")
+        os.close(fd)
+        argv += ["--json", json_path]
+    print(f"== {script.name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    err_lines: list[str] = []
+
+    def tee() -> None:  # show progress as it comes, keep it for the report
+        for line in proc.stderr:
+            err_lines.append(line)
+            sys.stderr.write(f"   {line}")
+            sys.stderr.flush()
+
+    t = threading.Thread(target=tee, daemon=True)
+    t.start()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the script's own group; its cleanup did not run
+        out, _ = proc.communicate()
+        code = f"timed out after {timeout:g}s"
+    except BaseException:
+        os.killpg(proc.pid, 15)
+        proc.wait()
+        raise
+    t.join(timeout=5)
+    result = {"script": script.name, "argv": argv[1:], "code": code, "stdout": out,
+              "stderr": "".join(err_lines), "seconds": time.monotonic() - t0, "json": None}
+    if json_path:
+        try:
+            result["json"] = json.loads(Path(json_path).read_text())
+        except (OSError, ValueError):
+            pass
+        os.unlink(json_path)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    return result
+
+
+def section(result: dict) -> str:
+    head = f"## {result['script']}\n\n"
+    out = result["stdout"].strip()
+    if result["code"] != 0:
+        tail = "\n".join(result["stderr"].strip().splitlines()[-15:])
+        head += (f"**This script failed** (exit {result['code']}); the end of its stderr:\n\n"
+                 f"```\n{tail}\n```\n\n")
+    if not out:
+        return head + "_(no output)_\n"
+    if any(line.startswith("|") for line in out.splitlines()):
+        return head + out + "\n"
+    return head + f"```\n{out}\n```\n"
+
+
+def summary(results: list[dict]) -> str:
+    lines = ["| measure | ours | baseline | ratio | goal | met |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        data = r["json"]
+        if not data:
+            continue
+        for row in data["rows"]:
+            if row["measure"].startswith("(info)"):
+                continue
+            ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+            met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+            ours = row["ours"].split(" (")[0]
+            base = row["baseline"].split(" (")[0]
+            lines.append(f"| {row['measure']} | {ours} | {base} | {ratio} | {row['goal']} | {met} |")
+    others = [r["script"] for r in results if not r["json"]]
+    if others:
+        lines += ["", f"Not in this summary (see their sections): {', '.join(others)}."]
+    return "\n".join(lines) + "\n"
+
+
+def old_sections(old: str) -> dict[str, str]:
+    """The per-script sections of the previous doc, by script name."""
+    found = {}
+    for m in re.finditer(r"^## (bench_\S+\.py)\n(.*?)(?=^## |\Z)", old, flags=re.S | re.M):
+        found[m.group(1)] = m.group(2).strip()
+    return found
+
+
+def earlier_runs(old: str) -> list[str]:
+    """The run blocks of the previous doc, newest first."""
+    return [m.strip() for m in re.findall(re.escape(RUN_START) + r"(.*?)" + re.escape(RUN_END),
+                                          old, flags=re.S)]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer rounds (scripts that support it)")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated parts of script names, e.g. launch,cancel")
+    p.add_argument("--label", help="a few words on what this run measures, e.g. 'after fix X'")
+    p.add_argument("--out", type=Path, default=DOC, help=f"the page to write (default {DOC.relative_to(REPO)})")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per script (default 1800)")
+    args = p.parse_args()
+
+    scripts = sorted(HERE.glob("bench_*.py"))
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        scripts = [s for s in scripts if any(w in s.stem for w in wanted)]
+    if not scripts:
+        print("no bench/bench_*.py scripts matched", file=sys.stderr)
+        return 2
+
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "bgjobs", "jobs", "config.yaml", "pyproject.toml")
+    load0 = os.getloadavg()
+    results = [run_script(s, args.quick, args.timeout) for s in scripts]
+    load1 = os.getloadavg()
+
+    head = [
+        f"**{started}**{' — ' + args.label if args.label else ''}",
+        "",
+        f"- code: commit `{commit}`" + (" with uncommitted changes in bgjobs/ (the tree as it was)"
+                                        if dirty else ""),
+        f"- machine: {machine()}; shared with other work, so expect noise",
+        f"- load average (1 min): {load0[0]:.2f} before, {load1[0]:.2f} after",
+        f"- `{' '.join(['bench/run_all.py'] + (['--quick'] if args.quick else []) + (['--only', args.only] if args.only else []))}`"
+        f", {sum(r['seconds'] for r in results) / 60:.1f} minutes",
+        "",
+    ]
+    run_block = "\n".join(head) + "\n" + summary(results)
+
+    old = args.out.read_text() if args.out.exists() else ""
+    earlier = earlier_runs(old)[:KEEP_EARLIER]
+    doc = [
+        "# Benchmarks",
+        "",
+        "<!-- Written by bench/run_all.py; change the scripts in bench/, not this page. -->",
+        "",
+        "How bgjobs compares with the physical limit (a fresh Python interpreter per job) and",
+        "with peers people choose instead: RQ (with Redis) and task-spooler. Run them all with",
+        "",
+        "```",
+        ".venv/bin/python bench/run_all.py          # add --quick for fewer rounds",
+        "```",
+        "",
+        "Each script creates its own temp project (config.yaml, allowlist, state, logs) and",
+        "never touches the repo's state/ or logs/. Rounds are interleaved (A B, B A, ...) and",
+        "the figures are medians, with the interquartile range in brackets. A ratio is ours",
+        "divided by the baseline: for times and memory lower is better, for throughput higher.",
+        "These are benchmarks, not tests; nothing here gates CI. The peers are bench-only:",
+        "",
+        "```",
+        "apt-get update && apt-get install -y redis-server task-spooler",
+        ".venv/bin/pip install rq",
+        "```",
+        "",
+        "## Latest run",
+        "",
+        RUN_START,
+        run_block.strip(),
+        RUN_END,
+        "",
+    ]
+    carried = old_sections(old)
+    ran = {r["script"]: r for r in results}
+    for script in sorted(set(ran) | ({s.name for s in HERE.glob("bench_*.py")} & set(carried))):
+        if script in ran:
+            doc.append(section(ran[script]))
+        else:  # --only: keep what the last run of this script said
+            body = re.sub(r"^_\(Not re-run.*?\)_\n\n", "", carried[script], flags=re.S)
+            doc.append(f"## {script}\n\n_(Not re-run in the latest run; from an earlier run.)_\n\n{body}\n")
+    if earlier:
+        doc += ["## Earlier runs", "", "The summaries of the runs before this one, newest first.", ""]
+        for block in earlier:
+            doc += [RUN_START, block, RUN_END, ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(doc).rstrip() + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 1 if any(r["code"] != 0 for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
