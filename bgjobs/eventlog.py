@@ -219,18 +219,18 @@ class EventLog:
         return self._lock_fd
 
     def _rotate(self, f: _File) -> None:
-        """file -> file.1 -> file.2 ... ; the oldest beyond `backups` is removed."""
+        """file -> file.1 -> file.2 ... ; those beyond `backups` are removed.
+        Only files that exist are touched: the cost does not grow with `backups`."""
         base = f.path
         if self.backups == 0:
             os.truncate(base, 0)
             return
-        oldest = base.with_name(f"{base.name}.{self.backups}")
-        if oldest.exists():
-            oldest.unlink()
-        for n in range(self.backups - 1, 0, -1):
-            src = base.with_name(f"{base.name}.{n}")
-            if src.exists():
-                os.rename(src, base.with_name(f"{base.name}.{n + 1}"))
+        for old in backups_of(base):  # highest number first, so no rename overwrites
+            n = int(old.name[len(base.name) + 1 :])
+            if n >= self.backups:
+                old.unlink()
+            else:
+                os.rename(old, base.with_name(f"{base.name}.{n + 1}"))
         os.rename(base, base.with_name(f"{base.name}.1"))
         f.current_size()  # opens the new, empty file
 
