@@ -33,6 +33,7 @@ from .eventlog import LEVELS, MAX_LINE, ROTATE_LOCK, backups_of
 CHUNK = 32 * 1024 * 1024  # bytes read and handed out at a time; must exceed MAX_LINE
 
 Key = tuple[int, int]  # (st_dev, st_ino): one file, whatever its name is now
+_TELLTALE = 256  # bytes before the read offset that are checked to notice a rewrite
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +65,14 @@ class Sealed:
 class _Cursor:
     """How far one open file has been read."""
 
-    __slots__ = ("fd", "key", "offset", "skipping")
+    __slots__ = ("fd", "key", "offset", "skipping", "before")
 
     def __init__(self, fd: int, key: Key) -> None:
         self.fd = fd
         self.key = key
         self.offset = 0  # just after the last whole line handed out
         self.skipping = False  # inside an over-long line: drop bytes until a newline
+        self.before = b""  # the bytes just before `offset`, to notice a rewrite
 
 
 class Backup:
@@ -116,7 +118,7 @@ class Follower:
             except FileNotFoundError:
                 st = None
             if st is not None and (st.st_dev, st.st_ino) == live.key:
-                yield from self._read_live(st.st_size)
+                yield from self._read_live(st)
                 return
             # Rotated or removed. Writers append only under the shared rotation
             # lock after checking the inode, so the old file can no longer grow.
@@ -168,19 +170,25 @@ class Follower:
         yield from fresh
         if live_fd is not None:
             self._live = _Cursor(live_fd, live_key)
-            yield from self._read_live(os.fstat(live_fd).st_size)
+            yield from self._read_live(os.fstat(live_fd))
 
-    def _read_live(self, size: int) -> Iterator[Lines | Reset]:
+    def _read_live(self, st: os.stat_result) -> Iterator[Lines | Reset]:
         live = self._live
-        if size < live.offset or (
-            # Truncated and written again past where we were: the byte before our
-            # offset is no longer the newline we stopped after.
-            0 < live.offset <= size and not live.skipping and os.pread(live.fd, 1, live.offset - 1) != b"\n"
+        size = st.st_size
+        if (
+            size < live.offset
+            # Truncated and written again up to or past where we were: the bytes
+            # before our offset are not the ones we read. (Not the mtime: a
+            # writer's append moves it before the size.)
+            or (live.before and os.pread(live.fd, len(live.before), live.offset - len(live.before))
+                != live.before)
         ):
-            live.offset, live.skipping = 0, False
+            live.offset, live.skipping, live.before = 0, False, b""
             yield Reset(live.key)
         if size > live.offset:
             yield from self._read(live, size, final=False)
+            n = min(live.offset, _TELLTALE)
+            live.before = os.pread(live.fd, n, live.offset - n) if n else b""
 
     def _read(self, cur: _Cursor, end: int, final: bool) -> Iterator[Lines]:
         """Whole lines of cur's file from cur.offset up to `end`. A partial last line
