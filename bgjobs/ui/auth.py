@@ -186,6 +186,6 @@ def sidebar(viewer: Viewer) -> None:
                 f"cancel jobs. Set `{PASSWORD_ENV}` to require a password."
             )
             if address in LOOPBACK:
-                st.warning(f"{text} Listening on {address} only.", icon="🔓")
+                st.warning(f"{text} Listening on {address} only.", icon=":material/lock_open:")
             else:
-                st.error(f"{text} Listening on **{address}**.", icon="🔓")
+                st.error(f"{text} Listening on **{address}**.", icon=":material/lock_open:")

@@ -49,7 +49,7 @@ def load_config_or_stop() -> Config:
         cfg = load_config()
     except ConfigError as exc:
         st.title("bgjobs cannot start")
-        st.error("The configuration could not be loaded, so no page can be shown.", icon="🛑")
+        st.error("The configuration could not be loaded, so no page can be shown.", icon=":material/error:")
         st.code(str(exc), language=None, wrap_lines=True)
         st.markdown(
             "Fix the file and reload this page. The dashboard reads the file named by "
@@ -68,13 +68,14 @@ def config() -> Config:
 
 # --- statuses --------------------------------------------------------------------
 
+# Material icons ship with Streamlit, so they render where emoji fonts are missing.
 STATUS_ICON = {
-    Status.QUEUED: "⏳",
-    Status.RUNNING: "▶️",
-    Status.RETRYING: "🔁",
-    Status.SUCCEEDED: "✅",
-    Status.FAILED: "❌",
-    Status.CANCELLED: "⛔",
+    Status.QUEUED: ":material/schedule:",
+    Status.RUNNING: ":material/play_circle:",
+    Status.RETRYING: ":material/replay:",
+    Status.SUCCEEDED: ":material/check_circle:",
+    Status.FAILED: ":material/error:",
+    Status.CANCELLED: ":material/block:",
 }
 # Streamlit's named colours for st.badge, and CSS colours for table tags.
 STATUS_BADGE = {
@@ -97,7 +98,7 @@ LEVEL_CSS = {"INFO": "#1c83e1", "WARNING": "#ff8c00", "ERROR": "#ff4b4b"}
 
 
 def status_badge(status: Status) -> None:
-    st.badge(f"{STATUS_ICON[status]} {status.value}", color=STATUS_BADGE[status])
+    st.badge(status.value, icon=STATUS_ICON[status], color=STATUS_BADGE[status])
 
 
 def status_tags_column(label: str = "status"):
@@ -107,8 +108,6 @@ def status_tags_column(label: str = "status"):
         label,
         options=[s.value for s in statuses],
         color=[STATUS_CSS[s] for s in statuses],
-        format_func=lambda v: f"{STATUS_ICON[Status(v)]} {v}",
-        width="small",
     )
 
 

@@ -20,20 +20,6 @@ _PENDING = "_job_pending"  # {"id": job id, "action": "cancel" | "retry"}
 _FLASH = "_job_flash"  # (kind, message) shown once after an action
 OUTPUT_BYTES = 64 * 1024
 
-EVENT_ICON = {
-    "queued": "🕓",
-    "started": "▶️",
-    "succeeded": "✅",
-    "attempt_failed": "⚠️",
-    "retry_scheduled": "🔁",
-    "failed": "❌",
-    "cancel_requested": "✋",
-    "cancelled": "⛔",
-    "timed_out": "⏱️",
-    "lost": "💀",
-    "rejected": "🚫",
-}
-
 
 def open_job(job_id: int | None) -> None:
     """Show job `job_id` (None closes the detail). For callbacks."""
@@ -91,7 +77,7 @@ def _pending_action(job: Job) -> str | None:
 
 def _header(job: Job) -> None:
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.subheader(f"Job {job.id} · {job.name}", anchor=False)
+        st.subheader(f"Job {job.id} · {job.name}", anchor=False, width="content")
         common.status_badge(job.status)
     if job.status.value == "running":
         fraction = min(max(job.progress or 0.0, 0.0), 1.0)
@@ -111,7 +97,7 @@ def _actions(cfg: Config, job: Job, pending: str | None) -> None:
         st.warning(
             f"Cancel job {job.id} ({job.name})? A running job gets SIGTERM, and SIGKILL "
             f"after {job.cancel_grace:g} s if it has not stopped.",
-            icon="✋",
+            icon=":material/front_hand:",
         )
         with st.container(horizontal=True):
             st.button(
@@ -199,7 +185,10 @@ def _facts(job: Job) -> None:
             f"**Launched by** {job.user or '—'} via {job.source or '—'}"
             + (f" · **retry of** job {job.retry_of}" if job.retry_of else "")
         )
-        st.code(json.dumps(list(job.params), indent=1, ensure_ascii=False), language="json")
+        params = json.dumps(list(job.params), ensure_ascii=False)
+        if len(params) > 80:
+            params = json.dumps(list(job.params), indent=1, ensure_ascii=False)
+        st.code(params, language="json")
     with right:
         duration = job.duration
         st.markdown(
@@ -237,7 +226,7 @@ def _timeline(records: pd.DataFrame | None) -> None:
     view = pd.DataFrame(
         {
             "time": rows["ts"],
-            "event": [f"{EVENT_ICON.get(str(e), '•')} {e}" for e in rows["event"]],
+            "event": rows["event"].astype("string"),
             "level": rows["level"].astype("string"),
             "attempt": rows["attempt"],
             "message": rows["message"],

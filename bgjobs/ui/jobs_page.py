@@ -39,7 +39,6 @@ def _filters(cfg: Config) -> dict:
             [s.value for s in Status],
             key="jobs_status",
             placeholder="any status",
-            format_func=lambda v: f"{common.STATUS_ICON[Status(v)]} {v}",
             persist_state="session",
         )
         class_path = st.selectbox(
@@ -181,7 +180,7 @@ def _table(jobs: list[Job], filters: dict) -> None:
     df = jobs_frame(jobs)
     st.session_state[_IDS_KEY] = df["id"].tolist()
     tz = common.browser_timezone()
-    when = {"format": "YYYY-MM-DD HH:mm:ss", "timezone": tz}
+    when = {"format": "MMM D, HH:mm:ss", "timezone": tz}
     st.dataframe(
         df,
         key=TABLE_KEY,
@@ -192,14 +191,14 @@ def _table(jobs: list[Job], filters: dict) -> None:
         column_config={
             "id": st.column_config.NumberColumn("id", format="%d", width="small", pinned=True),
             "job": st.column_config.TextColumn("class.method"),
-            "params": st.column_config.TextColumn("params", width="medium"),
+            "params": st.column_config.TextColumn("params", width="small"),
             "status": common.status_tags_column(),
             "priority": st.column_config.NumberColumn(
                 "prio", format="%d", width="small", help="Niceness: lower runs first"
             ),
             "attempts": st.column_config.TextColumn("attempt", width="small", help="Attempts made / allowed"),
             "progress": st.column_config.ProgressColumn(
-                "progress", min_value=0.0, max_value=1.0, format="percent", width="small"
+                "progress", min_value=0.0, max_value=1.0, format="percent", width="small", color="#1c83e1"
             ),
             "created": st.column_config.DatetimeColumn("created", **when),
             "started": st.column_config.DatetimeColumn("started", **when),

@@ -182,7 +182,7 @@ def _param_input(key: str, p: dict) -> None:
 def _field_error(errors: dict, field: str) -> None:
     message = errors.get(field)
     if message:
-        st.error(message, icon="⚠️")
+        st.error(message, icon=":material/warning:")
 
 
 def _errors_for(class_path: str, method: str) -> dict:
@@ -323,7 +323,7 @@ def _result() -> None:
     result = st.session_state.get(_RESULT)
     if not result:
         return
-    st.success(f"Launched job {result['id']} ({result['name']}).", icon="🚀")
+    st.success(f"Launched job {result['id']} ({result['name']}).", icon=":material/rocket_launch:")
     st.page_link(
         common.page_path("jobs"),
         label=f"Open job {result['id']}",
