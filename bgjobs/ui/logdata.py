@@ -3,12 +3,14 @@
 Each file is parsed once per process by a bgjobs.logtable.LogTail held in
 st.cache_resource (keyed by path). Every run calls refresh(), which reads only
 the lines appended since the last run. Derived tables (filters, charts) are
-memoized against the tail's version, so an unchanged file costs nothing.
+memoized against the tail's version, so an unchanged file costs nothing, and
+charts are recomputed at most every CHART_MAX_AGE seconds while the file grows.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -19,6 +21,7 @@ import streamlit as st
 from bgjobs import logtable
 
 MEMO_SIZE = 64
+CHART_MAX_AGE = 30.0  # seconds a chart may lag behind a growing log
 
 
 class LogSource:
@@ -40,7 +43,6 @@ class LogSource:
             frame = self._tail.frame
             if frame is not self._frame or (len(frame), self._tail.bad_lines) != before:
                 self._version += 1
-                self._memo.clear()
             self._frame = frame
             return frame
 
@@ -50,21 +52,25 @@ class LogSource:
 
     @property
     def bad_lines(self) -> int:
-        return int(self._tail.bad_lines)
+        return int(self._frame.attrs.get("bad_lines", self._tail.bad_lines))
 
-    def memo(self, key: Hashable, compute: Callable[[pd.DataFrame], object]):
-        """compute(frame), remembered until the file grows. Computed outside the
-        lock, so one slow chart does not hold up other sessions."""
+    def memo(self, key: Hashable, compute: Callable[[pd.DataFrame], object], max_age: float = 0.0):
+        """compute(frame), remembered until the file grows, or for `max_age`
+        seconds even if it grew (for charts, which may lag a little behind a
+        busy log). Computed outside the lock, so one slow chart does not hold
+        up other sessions."""
+        now = time.monotonic()
         with self._lock:
             version, frame = self._version, self._frame
-            full_key = (version, key)
-            if full_key in self._memo:
-                self._memo.move_to_end(full_key)
-                return self._memo[full_key]
+            hit = self._memo.get(key)
+            if hit is not None and (hit[0] == version or now - hit[1] < max_age):
+                self._memo.move_to_end(key)
+                return hit[2]
         value = compute(frame)
         with self._lock:
             if self._version == version:
-                self._memo[full_key] = value
+                self._memo[key] = (version, now, value)
+                self._memo.move_to_end(key)
                 while len(self._memo) > MEMO_SIZE:
                     self._memo.popitem(last=False)
         return value

@@ -1,0 +1,113 @@
+"""The Logs page's three charts. Data arrive aggregated (a few hundred rows at
+most), so the browser never gets a million points."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from bgjobs.job import Status
+from bgjobs.ui.common import STATUS_CSS
+
+MAX_BARS = 24 * 21  # beyond three weeks of hours, show days
+HEIGHT = 260
+
+
+def events_per_hour(counts: pd.DataFrame, *, key: str) -> None:
+    """Stacked bars of outcomes (succeeded, failed, cancelled) per hour, from
+    logtable.events_per_hour."""
+    if counts.empty or not counts.to_numpy().any():
+        st.caption("No job finished in this selection.")
+        return
+    unit = "hour"
+    if len(counts) > MAX_BARS:
+        counts = counts.resample("D").sum()
+        unit = "day"
+    long = counts.reset_index(names="time").melt("time", var_name="outcome", value_name="events")
+    outcomes = list(counts.columns)
+    known = {s.value: STATUS_CSS[s] for s in Status}
+    colors = [known.get(o, "#9aa0a6") for o in outcomes]
+    chart = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("time:T", title=f"{unit} (UTC)"),
+            y=alt.Y("sum(events):Q", title=f"events per {unit}"),
+            color=alt.Color(
+                "outcome:N",
+                scale=alt.Scale(domain=outcomes, range=colors),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=[alt.Tooltip("time:T", title=unit, format="%Y-%m-%d %H:00"), "outcome:N", "events:Q"],
+        )
+        .properties(height=HEIGHT)
+    )
+    st.altair_chart(chart, key=key)
+
+
+def failure_rate(table: pd.DataFrame, *, key: str) -> None:
+    """Failed attempts / ended attempts per class, from logtable.failure_rate_by_class."""
+    if table.empty:
+        st.caption("No attempt ended in this selection.")
+        return
+    data = table.head(20).assign(short=lambda t: t["class"].str.rsplit(".", n=1).str[-1])
+    base = alt.Chart(data).encode(
+        y=alt.Y("short:N", title=None, sort="-x"),
+        tooltip=["class:N", "attempts:Q", "failures:Q", alt.Tooltip("rate:Q", format=".1%")],
+    )
+    bars = base.mark_bar(color=STATUS_CSS[Status.FAILED], size=18).encode(
+        x=alt.X("rate:Q", title="failed attempts", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1]))
+    )
+    labels = (
+        base.mark_text(align="left", dx=4)
+        .encode(x="rate:Q", text=alt.Text("label:N"))
+        .transform_calculate(label="format(datum.rate, '.0%') + ' of ' + datum.attempts")
+    )
+    st.altair_chart((bars + labels).properties(height=40 + 30 * len(data)), key=key)
+
+
+def duration_bins(seconds: pd.Series, bins: int = 30) -> pd.DataFrame:
+    """A histogram of job durations: columns start, end, jobs. The bins are
+    log-spaced when the durations span more than a factor of 20, else even;
+    `attrs["log"]` says which."""
+    values = seconds.to_numpy(dtype="float64")
+    values = values[np.isfinite(values) & (values >= 0)]
+    if not len(values):
+        return pd.DataFrame({"start": [], "end": [], "jobs": []})
+    low, high = float(values.min()), float(values.max())
+    log = low > 0 and high / low > 20
+    if log:
+        edges = np.geomspace(low, high, bins + 1)
+    else:
+        edges = np.linspace(low, max(high, low + 1e-3), bins + 1)
+    counts, edges = np.histogram(values, bins=edges)
+    hist = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "jobs": counts})
+    hist.attrs["log"] = log
+    return hist
+
+
+def durations(hist: pd.DataFrame, *, key: str) -> None:
+    """The histogram from duration_bins."""
+    if hist.empty or not hist["jobs"].any():
+        st.caption("No durations in this selection.")
+        return
+    log = bool(hist.attrs.get("log"))
+    domain = [float(hist["start"].iloc[0]), float(hist["end"].iloc[-1])]
+    scale = alt.Scale(type="log" if log else "linear", domain=domain, nice=False)
+    chart = (
+        alt.Chart(hist)
+        .mark_bar(color=STATUS_CSS[Status.RUNNING], binSpacing=1)
+        .encode(
+            x=alt.X("start:Q", title="seconds (log scale)" if log else "seconds", scale=scale),
+            x2="end:Q",
+            y=alt.Y("jobs:Q", title="jobs"),
+            y2=alt.datum(0),
+            tooltip=[alt.Tooltip("start:Q", format=".3g"), alt.Tooltip("end:Q", format=".3g"), "jobs:Q"],
+        )
+        .properties(height=HEIGHT)
+    )
+    st.altair_chart(chart, key=key)
+    values = hist["jobs"].sum()
+    st.caption(f"{int(values):,} finished jobs with a duration.")
