@@ -24,7 +24,6 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,30 +35,42 @@ Key = tuple[int, int]  # (st_dev, st_ino): one file, whatever its name is now
 _TELLTALE = 256  # bytes before the read offset that are checked to notice a rewrite
 
 
-@dataclass(frozen=True, slots=True)
 class Lines:
     """Whole lines read from one file. Each line of `data` ends in a newline;
     lines over MAX_LINE are already removed and counted in `bad`."""
 
-    key: Key
-    data: bytes
-    bad: int = 0
+    __slots__ = ("key", "data", "bad")
+
+    def __init__(self, key: Key, data: bytes, bad: int = 0) -> None:
+        self.key, self.data, self.bad = key, data, bad
+
+    def __repr__(self) -> str:
+        return f"Lines({self.key}, {len(self.data)} bytes, bad={self.bad})"
 
 
-@dataclass(frozen=True, slots=True)
 class Reset:
     """The file was truncated: whatever was read from it before is gone."""
 
-    key: Key
+    __slots__ = ("key",)
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Reset({self.key})"
 
 
-@dataclass(frozen=True, slots=True)
 class Sealed:
     """The live file was rotated away and is read to its end; it won't change
     again. `ident` is (dev, ino, size, mtime_ns), as `Backup.ident`."""
 
-    key: Key
-    ident: tuple[int, int, int, int]
+    __slots__ = ("key", "ident")
+
+    def __init__(self, key: Key, ident: tuple[int, int, int, int]) -> None:
+        self.key, self.ident = key, ident
+
+    def __repr__(self) -> str:
+        return f"Sealed({self.key})"
 
 
 class _Cursor:

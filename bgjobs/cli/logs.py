@@ -10,12 +10,14 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime
-from pathlib import Path
 
 from ..errors import EXIT_OK, NoSuchJob
-from ..logread import RecordTail, matches, parse_level, parse_since
 from .common import Parser, run
+
+TYPE_CHECKING = False  # typing itself is kept out of the start-up path
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
 
 EXAMPLES = """examples:
   job-logs                    every record of the main log, oldest first
@@ -51,6 +53,8 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..logread import parse_level, parse_since
+
     since = level = None
     try:
         since = parse_since(args.since) if args.since is not None else None
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from ..config import load_config
+        from ..logread import RecordTail
 
         config = load_config(args.config)
         path = config.errors_log if args.errors else config.main_log
@@ -98,11 +103,14 @@ class Printer:
 
     def __init__(self, *, as_json: bool, job_id: int | None, since: datetime | None,
                  min_level: str | None) -> None:
+        from ..logread import matches
+
         self.as_json = as_json
         self.filters = dict(job_id=job_id, since=since, min_level=min_level)
+        self.matches = matches
 
     def __call__(self, records: list[dict]) -> None:
-        out = [self.format(r) for r in records if matches(r, **self.filters)]
+        out = [self.format(r) for r in records if self.matches(r, **self.filters)]
         if out:
             sys.stdout.write("\n".join(out) + "\n")
         sys.stdout.flush()
@@ -126,9 +134,9 @@ def format_record(record: dict) -> str:
     return line.rstrip(" ")
 
 
-def follow(tail: RecordTail, show: Printer, interval: float) -> int:
-    """Poll `tail` and print what is new until SIGINT or SIGTERM; the exit code
-    is 128 + the signal number (130 for Ctrl-C)."""
+def follow(tail, show: Printer, interval: float) -> int:
+    """Poll `tail` (a logread.RecordTail) and print what is new until SIGINT or
+    SIGTERM; the exit code is 128 + the signal number (130 for Ctrl-C)."""
     stop: list[int] = []
 
     def on_signal(signum, frame) -> None:
