@@ -236,6 +236,7 @@ def _timeline(records: pd.DataFrame | None) -> None:
         view,
         hide_index=True,
         key="job_timeline",
+        placeholder="—",
         column_config={
             "time": st.column_config.DatetimeColumn(
                 "time", format="YYYY-MM-DD HH:mm:ss.SSS", timezone=common.browser_timezone()
@@ -252,8 +253,10 @@ def _failures(job: Job, records: pd.DataFrame | None) -> None:
         failed = records[records["traceback"].notna() & (records["traceback"].astype("string") != "")]
         for _, row in failed.iterrows():
             shown += 1
+            # All open when there are a few; else only the latest.
+            expanded = len(failed) <= 3 or shown == len(failed)
             title = f"Attempt {_int(row.get('attempt'))} · {row['event']} · {row.get('exception') or ''}"
-            with st.expander(title, expanded=shown == 1):
+            with st.expander(title, expanded=expanded):
                 if pd.notna(row.get("error")):
                     st.markdown(f"**{row.get('exception') or 'Error'}:** {row['error']}")
                 st.code(str(row["traceback"]), language="python")

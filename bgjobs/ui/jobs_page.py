@@ -184,6 +184,7 @@ def _table(jobs: list[Job], filters: dict) -> None:
     st.dataframe(
         df,
         key=TABLE_KEY,
+        placeholder="—",
         on_select=_open_selected,
         selection_mode="single-row",
         hide_index=True,

@@ -170,6 +170,7 @@ def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Pa
     st.dataframe(
         view,
         key=table_key,
+        placeholder="—",
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
