@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -393,15 +394,25 @@ def _open(path: Path) -> int | None:
 
 
 @contextmanager
-def _rotation_paused(log_dir: Path):
-    """Hold the writers' rotation lock shared: writers go on, rotations wait."""
+def _rotation_paused(log_dir: Path, patience: float = 5.0):
+    """Hold the writers' rotation lock shared: writers go on, rotations wait.
+    A rotation takes milliseconds; if the lock stays taken for `patience`
+    seconds (a writer stopped mid-rotation), go on without it rather than hang."""
     try:
         fd = os.open(log_dir / ROTATE_LOCK, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         yield  # no writer has made the lock file yet (or we may not read it)
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.002)
         yield
     finally:
         os.close(fd)
