@@ -17,6 +17,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import REPO, wait_until
@@ -128,7 +129,7 @@ def _start_server(project, tmp_path, password: str | None = None):
     except BaseException:
         stop()
         raise
-    return url, stop
+    return url, proc, stop
 
 
 @pytest.fixture
@@ -192,7 +193,7 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
     proj.submit("handle", 1, True, cls="jobs.example.ExampleJob")
     proj.submit("handle", 90, cls="jobs.example.ExampleJob")  # still running at the end
     proj.submit("handle", 1, cls="jobs.example.ExampleJob", delay=3600)  # queued
-    url, stop = _start_server(proj, tmp_path)
+    url, server, stop = _start_server(proj, tmp_path)
     try:
         # Launch from the form; follow the link to the job; watch the live table.
         job_id = _launch(page, url, "jobs.example.ExampleJob", seconds=1.5)
@@ -245,6 +246,14 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
         page.wait_for_url(re.compile(r"logs_tab=Errors"))
         expect(page.get_by_text(re.compile(r"records match")).first).to_be_visible()
         expect(page.locator('[data-testid="stDataFrame"]').first).to_contain_text("attempt_failed")
+
+        # The dashboard started runners (through the api); none is left a zombie.
+        def zombies():
+            return [
+                c.pid for c in psutil.Process(server.pid).children() if c.status() == psutil.STATUS_ZOMBIE
+            ]
+
+        wait_until(lambda: not zombies(), timeout=15, what="the dashboard to reap its children")
     finally:
         stop()
 
@@ -252,7 +261,7 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
 def test_password_gate_in_the_browser(browser_project, page, tmp_path):
     from playwright.sync_api import expect
 
-    url, stop = _start_server(browser_project, tmp_path, password="correct horse")
+    url, _, stop = _start_server(browser_project, tmp_path, password="correct horse")
     try:
         page.goto(f"{url}/logs")
         box = page.get_by_label("Password", exact=True)

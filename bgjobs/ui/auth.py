@@ -151,7 +151,7 @@ def _password_gate(password: str) -> Viewer:
     _login_frame()
     with st.form("login_form", clear_on_submit=True):
         st.text_input("Password", type="password", key="login_password")
-        st.form_submit_button("Sign in", type="primary", on_click=_check_password)
+        st.form_submit_button("Sign in", key="login_submit", type="primary", on_click=_check_password)
     message = st.session_state.get(_MESSAGE)
     if message:
         st.error(message)
