@@ -32,7 +32,7 @@ from .eventlog import LEVELS, MAX_LINE, ROTATE_LOCK, backups_of
 
 CHUNK = 32 * 1024 * 1024  # bytes read and handed out at a time; must exceed MAX_LINE
 
-Key = tuple[int, int]  # (st_dev, st_ino): one file, whatever its name is now
+Key = int  # one file, whatever its name is now: a number given when first seen
 _TELLTALE = 256  # bytes before the read offset that are checked to notice a rewrite
 
 
@@ -77,11 +77,13 @@ class Sealed:
 class _Cursor:
     """How far one open file has been read."""
 
-    __slots__ = ("fd", "key", "offset", "skipping", "before")
+    __slots__ = ("fd", "key", "ino", "offset", "skipping", "before")
 
     def __init__(self, fd: int, key: Key) -> None:
         self.fd = fd
         self.key = key
+        st = os.fstat(fd)
+        self.ino = (st.st_dev, st.st_ino)
         self.offset = 0  # just after the last whole line handed out
         self.skipping = False  # inside an over-long line: drop bytes until a newline
         self.before = b""  # the bytes just before `offset`, to notice a rewrite
@@ -89,7 +91,8 @@ class _Cursor:
 
 class Backup:
     """A rotated file the follower has not read before. Its content is final,
-    so `ident` (dev, ino, size, mtime_ns) is a safe cache key; `pieces()` reads it."""
+    so `ident` (dev, ino, size, mtime_ns) is a safe cache key; `pieces()` reads
+    it, until the next poll."""
 
     def __init__(self, follower: Follower, fd: int, key: Key, ident: tuple) -> None:
         self._follower = follower
@@ -98,8 +101,15 @@ class Backup:
         self.ident = ident
 
     def pieces(self) -> Iterator[Lines]:
-        cursor = _Cursor(self._fd, self.key)
-        return self._follower._read(cursor, self.ident[2], final=True)
+        """Its whole lines, in chunks; the file is closed once they are read."""
+        try:
+            yield from self._follower._read(_Cursor(self._fd, self.key), self.ident[2], final=True)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Done with it without reading (its rows were cached elsewhere)."""
+        self._follower._close_handed(self._fd)
 
 
 class Follower:
@@ -109,7 +119,10 @@ class Follower:
     Lines with its last bytes), Backup for each rotated file not seen before, then
     Lines appended to the live file, or Reset if it was truncated. Consume each
     poll fully. `files` lists the keys of the files that exist, in time order.
-    Open files are kept open, so an inode number is never reused under us.
+
+    A key is a number given to a file when first seen. Only the live file is held
+    open; a backup, whose content no longer changes, is known again by its
+    (dev, ino, size, mtime), so a reused inode number is never taken for it.
     """
 
     def __init__(self, path: str | os.PathLike, *, max_line: int = MAX_LINE, chunk: int = CHUNK) -> None:
@@ -120,16 +133,19 @@ class Follower:
         self.chunk = chunk
         self.files: list[Key] = []
         self._live: _Cursor | None = None
-        self._backups: dict[Key, int] = {}  # fds of backups already handed out
+        self._known: dict[tuple, Key] = {}  # ident of each backup seen -> its key
+        self._handed: list[int] = []  # fds of the Backups of the last poll
+        self._next_key = 0
 
     def poll(self) -> Iterator[Lines | Reset | Sealed | Backup]:
+        self._close_handed()
         live = self._live
         if live is not None:
             try:
                 st = os.stat(self.path)
             except FileNotFoundError:
                 st = None
-            if st is not None and (st.st_dev, st.st_ino) == live.key:
+            if st is not None and (st.st_dev, st.st_ino) == live.ino:
                 yield from self._read_live(st)
                 return
             # Rotated or removed. Writers append only under the shared rotation
@@ -137,18 +153,17 @@ class Follower:
             final = os.fstat(live.fd)
             yield from self._read(live, final.st_size, final=True)
             self._live = None
-            self._backups[live.key] = live.fd
+            os.close(live.fd)
+            self._known[_ident(final)] = live.key
             yield Sealed(live.key, _ident(final))
         yield from self._rescan()
 
     def close(self) -> None:
         """Close every file this follower holds open."""
+        self._close_handed()
         if self._live is not None:
             os.close(self._live.fd)
             self._live = None
-        for fd in self._backups.values():
-            os.close(fd)
-        self._backups.clear()
 
     def __del__(self) -> None:
         try:
@@ -156,32 +171,53 @@ class Follower:
         except Exception:
             pass
 
+    def _close_handed(self, fd: int | None = None) -> None:
+        """Close the file of one Backup handed out (or of all of them)."""
+        for handed in [fd] if fd is not None else list(self._handed):
+            if handed in self._handed:
+                self._handed.remove(handed)
+                os.close(handed)
+
+    def _key(self) -> Key:
+        self._next_key += 1
+        return self._next_key
+
     def _rescan(self) -> Iterator[Lines | Reset | Backup]:
-        """Open the live file and list the backups, while no rotation can run."""
-        with _rotation_paused(self.path.parent):
-            live_fd = _open(self.path)
-            opened = [(fd, os.fstat(fd)) for fd in map(_open, backups_of(self.path)) if fd is not None]
-        live_key = None
-        if live_fd is not None:
-            st = os.fstat(live_fd)
-            live_key = (st.st_dev, st.st_ino)
+        """Open the live file, list the backups, and open the new ones, while no
+        rotation can run (so each name still means the file that was listed)."""
         order: list[Key] = []
         fresh: list[Backup] = []
-        for fd, st in opened:
-            key = (st.st_dev, st.st_ino)
-            if key == live_key or key in order or key in self._backups:
-                os.close(fd)
-            else:
-                self._backups[key] = fd
-                fresh.append(Backup(self, fd, key, _ident(st)))
-            if key != live_key and key not in order:
+        known: dict[tuple, Key] = {}
+        with _rotation_paused(self.path.parent):
+            live_fd = _open(self.path)
+            live_ino = None
+            if live_fd is not None:
+                st = os.fstat(live_fd)
+                live_ino = (st.st_dev, st.st_ino)
+            for path in backups_of(self.path):
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                ident = _ident(st)
+                if (st.st_dev, st.st_ino) == live_ino or ident in known:
+                    continue
+                key = self._known.get(ident)
+                if key is None:
+                    fd = _open(path)
+                    if fd is None:
+                        continue
+                    key = self._key()
+                    self._handed.append(fd)
+                    fresh.append(Backup(self, fd, key, ident))
+                known[ident] = key
                 order.append(key)
-        for key in [k for k in self._backups if k not in order]:
-            os.close(self._backups.pop(key))
-        self.files = order + ([live_key] if live_key else [])
+        self._known = known  # forget the backups that are gone
+        self.files = order
         yield from fresh
         if live_fd is not None:
-            self._live = _Cursor(live_fd, live_key)
+            self._live = _Cursor(live_fd, self._key())
+            self.files = order + [self._live.key]
             yield from self._read_live(os.fstat(live_fd))
 
     def _read_live(self, st: os.stat_result) -> Iterator[Lines | Reset]:

@@ -373,6 +373,7 @@ class LogTail:
     def _read_backup(backup: Backup) -> _Segment:
         hit = _cached(backup.ident)
         if hit is not None:
+            backup.close()
             return _Segment([hit[0]], hit[1])
         segment = _Segment()
         for piece in backup.pieces():

@@ -362,8 +362,22 @@ def test_follower_forgets_removed_backups(tmp_path):
     assert len([i for i in f.poll() if isinstance(i, Backup)]) == 2
     rotate(path, backups=2)
     list(f.poll())
-    assert len(f.files) == 2 and len(f._backups) == 2
+    assert len(f.files) == 2 and len(f._known) == 2  # no live file: rotate() makes none
     f.close()
+
+
+def test_follower_holds_only_the_live_file_open(tmp_path):
+    path = tmp_path / "log"
+    for seq in range(50):
+        append(path, rec(seq))
+        rotate(path)
+    append(path, rec(99))
+    before = len(os.listdir("/proc/self/fd"))
+    tail = RecordTail(path)
+    assert seqs(tail.poll()) == [*range(50), 99]
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    tail.close()
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 # --- choosing records ---------------------------------------------------------
