@@ -43,9 +43,9 @@ ROTATE_LOCK = ".rotate.lock"
 # reasonable line.
 MAX_FIELD = 64 * 1024
 # Readers skip a line longer than this as junk; the writer keeps every record
-# below it by cutting its largest extra values.
+# below it by cutting its largest values.
 MAX_LINE = 1024 * 1024
-# The keys every record has; _fit never cuts these.
+# The keys every record has (all that is kept of a record that cannot be encoded).
 CORE_KEYS = ("ts", "level", "event", "job_id", "class", "method", "attempt", "message")
 
 
