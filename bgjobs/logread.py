@@ -296,8 +296,9 @@ def drop_long_lines(buf: bytes, end: int, max_line: int) -> tuple[bytes, int]:
     return b"".join(kept), bad
 
 
-def parse_lines(data: bytes) -> tuple[list[dict], int]:
-    """Records in `data` (whole lines), and how many lines were bad."""
+def parse_lines(data: bytes, good: list[bytes] | None = None) -> tuple[list[dict], int]:
+    """Records in `data` (whole lines), and how many lines were bad. The lines of
+    the records are appended to `good` if it is given."""
     records: list[dict] = []
     bad = 0
     for line in data.split(b"\n"):
@@ -310,6 +311,8 @@ def parse_lines(data: bytes) -> tuple[list[dict], int]:
             continue
         if isinstance(record, dict):
             records.append(record)
+            if good is not None:
+                good.append(line)
         else:
             bad += 1
     return records, bad

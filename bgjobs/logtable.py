@@ -84,6 +84,7 @@ DTYPES: dict[str, object] = {name: _DTYPES[kind] for name, kind in COLUMNS.items
 BLOCK_SIZE = 8 * 1024 * 1024  # pyarrow's unit of parallel work; must exceed MAX_LINE
 LEAF = 256 * 1024  # a refused piece this small is read line by line
 _PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="infer")
+_PARSE_FIXED = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
 _READ = pj.ReadOptions(block_size=BLOCK_SIZE)
 _LEVEL_SET = pa.array(list(LEVELS))
 _EVENT_SET = pa.array(list(EVENTS))
@@ -117,8 +118,9 @@ def _parse_into(data: memoryview, frames: list[pd.DataFrame]) -> int:
             mid += len(data) // 2 + 1
             if mid < len(data):
                 return _parse_into(data[:mid], frames) + _parse_into(data[mid:], frames)
-    records, bad = parse_lines(bytes(data))
-    frames.append(_from_records(records))
+    good: list[bytes] = []
+    records, bad = parse_lines(bytes(data), good)
+    frames.append(_from_records(records, b"\n".join(good)))
     return bad
 
 
@@ -163,12 +165,32 @@ def _from_table(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _from_records(records: list[dict]) -> pd.DataFrame:
-    """The slow path: records parsed by `json`, coerced to the same dtypes."""
-    columns = {name: _coerce(kind, [r.get(name) for r in records]) for name, kind in COLUMNS.items()}
+def _from_records(records: list[dict], lines: bytes = b"") -> pd.DataFrame:
+    """The slow path: records parsed by `json`, coerced to the same dtypes.
+    Their `lines` are given to pyarrow once more, for the fixed columns only:
+    when what it refused was an extra key (a list of mixed types, say), it
+    still types the fixed columns far faster than Python."""
+    fixed = None
+    if lines:
+        try:
+            table = pj.read_json(pa.BufferReader(pa.py_buffer(lines)), read_options=_READ,
+                                 parse_options=_PARSE_FIXED)
+            if table.num_rows == len(records):
+                fixed = _from_table(table)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            pass
+    if fixed is not None:
+        columns = {name: fixed[name].array for name in COLUMNS}
+    else:
+        columns = {name: _coerce(kind, [r.get(name) for r in records]) for name, kind in COLUMNS.items()}
     extra = sorted({k for r in records for k in r} - COLUMNS.keys())
     for name in extra:
-        values = [_clean(r.get(name)) for r in records]
+        values = [r.get(name) for r in records]
+        try:
+            columns[name] = _arrow_to_pandas(pa.array(values))
+            continue
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):  # incl. UnicodeEncodeError
+            values = [_clean(v) for v in values]
         try:
             columns[name] = _arrow_to_pandas(pa.array(values))
         except (pa.ArrowException, ValueError, TypeError, OverflowError):

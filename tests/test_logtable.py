@@ -126,7 +126,7 @@ def test_a_bad_line_in_a_big_chunk_costs_only_its_neighbours(tmp_path, monkeypat
     append(path, b"".join(lines))
     slow = []
     real = logtable.parse_lines
-    monkeypatch.setattr(logtable, "parse_lines", lambda data: slow.append(len(data)) or real(data))
+    monkeypatch.setattr(logtable, "parse_lines", lambda data, good: slow.append(len(data)) or real(data, good))
     df = read_log(path)
     assert df.attrs["bad_lines"] == 1 and len(df) == 19_999 and 12_345 not in set(df["seq"])
     assert len(slow) == 1 and slow[0] <= logtable.LEAF
@@ -139,7 +139,7 @@ def test_values_of_odd_types_fall_back_without_loss(tmp_path):
         rec(2, params=[5]),
         rec(3, job_id="seven", level=5, duration="slow", message=7, ts="not a time"),
         rec(4, extra={"nested": [1, {"a": None}]}),
-        rec(5, message="\udcff bytes"),
+        rec(5, message="\udcff bytes", note="\udcfe"),
     ]))
     df = read_log(path)
     check_dtypes(df)
@@ -148,7 +148,8 @@ def test_values_of_odd_types_fall_back_without_loss(tmp_path):
     assert pd.isna(df.loc[2, "job_id"]) and pd.isna(df.loc[2, "level"]) and pd.isna(df.loc[2, "duration"])
     assert df.loc[2, "message"] == "7" and pd.isna(df.loc[2, "ts"])
     assert df.loc[3, "extra"] == {"nested": [1, {"a": None}]}
-    assert df.loc[4, "message"] == "\\udcff bytes"
+    assert df.loc[4, "message"] == "\\udcff bytes" and df.loc[4, "note"] == "\\udcfe"
+    assert df["note"].dtype == "str"
 
 
 def test_unknown_keys_are_kept_as_columns(tmp_path):
