@@ -6,12 +6,13 @@ live in bgjobs/ui/ and do everything through bgjobs.api and bgjobs.logtable.
 
 import streamlit as st
 
-from bgjobs.ui import auth, common
+from bgjobs.ui import auth, common, logdata
 
 st.set_page_config(page_title="bgjobs", page_icon=":material/memory:", layout="wide")
 
 viewer = auth.gate()  # until the viewer is signed in, only a login form is shown
-common.load_config_or_stop()
+cfg = common.load_config_or_stop()
+logdata.warm_up(cfg.main_log, cfg.errors_log)  # big logs are parsed before anyone asks
 
 page = st.navigation(
     [

@@ -7,8 +7,11 @@ It seeds a temporary project with `--jobs` finished jobs in the store and a main
 log of `--records` records (plus the matching errors log), then times
 AppTest runs of dashboard.py: the first (cold) render of each page in this
 process, then warm reruns, then a rerun after 1,000 new records were appended
-(what a live refresh costs). AppTest runs the script in-process, so the times
-are the server's work per run, without the browser's drawing.
+(what a live refresh costs). By default the first run starts the background
+parse of both logs (bgjobs.ui.logdata.warm_up) and the Logs page is timed after
+it; --no-warm-up makes the Logs page parse the log itself. AppTest runs the
+script in-process, so the times are the server's work per run, without the
+browser's drawing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -191,6 +195,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="do not parse the logs in the background: the Logs page parses them itself",
+    )
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bgjobs-bench-dash-"))
@@ -218,8 +227,19 @@ def main() -> None:
     logtable.read_log(root / "logs" / "background_jobs.log")
     parse_only = time.perf_counter() - t
 
+    from bgjobs.ui import logdata
+
+    if args.no_warm_up:
+        logdata.warm_up = lambda *paths: None
+
     at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=300)
-    jobs = [timed_run(at) for _ in range(args.rounds + 1)]
+    t = time.perf_counter()
+    jobs = [timed_run(at)]
+    for thread in threading.enumerate():  # the background parse started by the first run
+        if thread.name.startswith("bgjobs-read-"):
+            thread.join()
+    warm_up = time.perf_counter() - t
+    jobs += [timed_run(at) for _ in range(args.rounds)]
     at.switch_page("bgjobs/ui/pages/logs.py")
     logs = [timed_run(at) for _ in range(args.rounds + 1)]
     write_logs(root / "logs", 1000, start_id=next_id, t0=time.time())
@@ -228,16 +248,22 @@ def main() -> None:
     errors.query_params["logs_tab"] = "Errors"
     errors.run(timeout=300)
     errors.switch_page("bgjobs/ui/pages/logs.py")
-    errors_cold = timed_run(errors)
+    errors_first = timed_run(errors)
     errors_warm = statistics.median(timed_run(errors) for _ in range(args.rounds))
 
-    print(f"Jobs page : cold {jobs[0]:.2f}s, warm median {statistics.median(jobs[1:]):.2f}s")
-    print(
-        f"Logs page : cold {logs[0]:.2f}s (parses the {args.records:,}-record log), "
-        f"warm median {statistics.median(logs[1:]):.2f}s, after 1,000 new records {appended:.2f}s"
-    )
     print(f"(for scale: logtable.read_log of the main log alone took {parse_only:.2f}s in this process)")
-    print(f"Errors tab: cold {errors_cold:.2f}s, warm median {errors_warm:.2f}s")
+    print(f"Jobs page : first {jobs[0]:.2f}s, warm median {statistics.median(jobs[1:]):.2f}s")
+    if args.no_warm_up:
+        print(f"Logs page : first {logs[0]:.2f}s (parses the {args.records:,}-record log itself)")
+    else:
+        print(
+            f"            the background parse of both logs, started by that first run, took {warm_up:.2f}s"
+        )
+        print(f"Logs page : first {logs[0]:.2f}s (after the background parse)")
+    print(
+        f"            warm median {statistics.median(logs[1:]):.2f}s, after 1,000 new records {appended:.2f}s"
+    )
+    print(f"Errors tab: first {errors_first:.2f}s, warm median {errors_warm:.2f}s")
 
 
 if __name__ == "__main__":

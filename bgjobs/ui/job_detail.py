@@ -212,7 +212,8 @@ def _records(cfg: Config, job_id: int) -> pd.DataFrame | None:
     try:
         from bgjobs.ui import logdata
 
-        return logdata.job_records(cfg.main_log, job_id)
+        with st.spinner("Reading the log…"):
+            return logdata.job_records(cfg.main_log, job_id)
     except Exception as exc:  # the detail still works without its log
         st.caption(f"The log could not be read: {exc}")
         return None

@@ -1,8 +1,9 @@
 """The two log files as tables, shared by every session of the dashboard.
 
-Each file is parsed once per process by a bgjobs.logtable.LogTail held in
-st.cache_resource (keyed by path). Every run calls refresh(), which reads only
-the lines appended since the last run. Derived tables (filters, charts) are
+Each file is parsed once per server process by a bgjobs.logtable.LogTail,
+shared by every session (keyed by path), and read in the background as soon as
+the dashboard starts (warm_up). Every run calls refresh(), which reads only the
+lines appended since the last run. Derived tables (filters, charts) are
 memoized against the tail's version, so an unchanged file costs nothing, and
 charts are recomputed at most every CHART_MAX_AGE seconds while the file grows.
 """
@@ -16,7 +17,6 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import pandas as pd
-import streamlit as st
 
 from bgjobs import logtable
 
@@ -45,6 +45,9 @@ class LogSource:
                 self._version += 1
             self._frame = frame
             return frame
+
+    def close(self) -> None:
+        self._tail.close()
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -76,16 +79,44 @@ class LogSource:
         return value
 
 
-@st.cache_resource(show_spinner="Reading the log file…", max_entries=8)
-def _source(path: str) -> LogSource:
-    return LogSource(Path(path))
+# One LogSource per path for the whole server process (every session shares
+# it). A plain registry rather than st.cache_resource, so a background thread
+# can fill it before any page asks (see warm_up).
+_SOURCES: OrderedDict[str, LogSource] = OrderedDict()
+_SOURCES_LOCK = threading.Lock()
+MAX_SOURCES = 8
+
+
+def _source(path: Path) -> LogSource:
+    key = str(path)
+    with _SOURCES_LOCK:
+        src = _SOURCES.get(key)
+        if src is None:
+            src = _SOURCES[key] = LogSource(Path(key))
+            while len(_SOURCES) > MAX_SOURCES:  # config changes or tests; not the normal case
+                _SOURCES.popitem(last=False)[1].close()
+        _SOURCES.move_to_end(key)
+        return src
 
 
 def source(path: Path) -> LogSource:
-    """The shared, refreshed LogSource of `path`."""
-    src = _source(str(path))
+    """The shared LogSource of `path`, refreshed: only new lines are parsed."""
+    src = _source(path)
     src.refresh()
     return src
+
+
+def warm_up(*paths: Path) -> None:
+    """Start parsing these logs in a background thread, once per process, so
+    the Logs page and the job timelines find them ready. Returns at once."""
+    for path in paths:
+        with _SOURCES_LOCK:
+            if str(path) in _SOURCES:
+                continue
+        _source(path)  # registered now; the thread takes its lock to parse
+        threading.Thread(
+            target=source, args=(path,), name=f"bgjobs-read-{Path(path).name}", daemon=True
+        ).start()
 
 
 def job_records(path: Path, job_id: int) -> pd.DataFrame:

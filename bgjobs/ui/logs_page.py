@@ -62,7 +62,8 @@ def _log_view(path: Path, prefix: str) -> None:
     if not path.exists():
         st.info(f"`{path}` does not exist yet. bgjobs creates it when the first job is queued.")
         return
-    src = logdata.source(path)
+    with st.spinner(f"Reading {path.name}…", show_time=True):
+        src = logdata.source(path)
     frame = src.frame
     if src.bad_lines:
         n = src.bad_lines
