@@ -316,6 +316,21 @@ class Report:
         self.rows.append(dict(measure=measure, ours=ours, baseline=baseline, ratio=ratio,
                               goal=goal, met=met, **data))
 
+    def compare(self, measure: str, ours: list[float], base: list[float], fmt: Callable[[float], str],
+                goal: float | None = None, higher_is_better: bool = False) -> None:
+        """A row for ours against a baseline measured in the same rounds: the
+        ratio of the medians, and the median of the per-round ratios (each
+        round's pair ran back to back, so drift in the load cancels)."""
+        ratio = median(ours) / median(base)
+        paired = [a / b for a, b in zip(ours, base, strict=True)] if len(ours) == len(base) else []
+        met = None
+        if goal is not None:
+            met = ratio >= goal if higher_is_better else ratio <= goal
+        self.row(measure, describe(ours, fmt), describe(base, fmt), ratio,
+                 goal="" if goal is None else f"{'≥' if higher_is_better else '≤'} {goal:g}x", met=met,
+                 paired=describe(paired, lambda r: f"{r:.2f}x") if paired else "",
+                 ours_median=median(ours), baseline_median=median(base), samples=len(ours))
+
     def note(self, text: str) -> None:
         self.notes.append(" ".join(text.split()))
 
@@ -323,12 +338,14 @@ class Report:
         out = [f"### {self.title}", ""]
         if self.intro:
             out += [textwrap.fill(" ".join(self.intro.split()), 100), ""]
-        out.append("| measure | ours: median (IQR) | baseline: median (IQR) | ratio | goal | met |")
-        out.append("| --- | --- | --- | --- | --- | --- |")
+        out.append("| measure | ours: median (IQR) | baseline: median (IQR) | ratio of medians "
+                   "| per-round ratio: median (IQR) | goal | met |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- |")
         for r in self.rows:
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
             met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
-            out.append(f"| {r['measure']} | {r['ours']} | {r['baseline']} | {ratio} | {r['goal']} | {met} |")
+            out.append(f"| {r['measure']} | {r['ours']} | {r['baseline']} | {ratio} | {r.get('paired', '')} "
+                       f"| {r['goal']} | {met} |")
         if self.notes:
             out.append("")
             out += [f"- {n}" for n in self.notes]

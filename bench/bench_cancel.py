@@ -26,11 +26,9 @@ from _common import (  # noqa: E402
     PY,
     BenchProject,
     Report,
-    describe,
     fmt_ms,
     interleave,
     load_note,
-    median,
     parser,
     rounds_of,
     run_timed,
@@ -95,10 +93,7 @@ def main() -> int:
     seen = {k: v[-rounds:] for k, v in seen.items()}
 
     def add(measure, ours, base, goal=None):
-        ratio = median(ours) / median(base)
-        report.row(measure, describe(ours, fmt_ms), describe(base, fmt_ms), ratio,
-                   goal=f"≤ {goal:g}x" if goal else "", met=(ratio <= goal) if goal else None,
-                   ours_median=median(ours), baseline_median=median(base), samples=len(ours))
+        report.compare(measure, ours, base, fmt_ms, goal)
 
     add("4. cancel latency: `job-cancel` → final state, vs `python -c pass`", s["cli"], s["pass"], GOAL)
     add("(info) `cancel_job()` in a warm process → final state, vs `python -c pass`", s["api"], s["pass"])

@@ -28,11 +28,9 @@ from _common import (  # noqa: E402
     PY,
     BenchProject,
     Report,
-    describe,
     fmt_ms,
     interleave,
     load_note,
-    median,
     parser,
     rounds_of,
     run_timed,
@@ -130,11 +128,8 @@ def main() -> int:
                         between=between, progress="api return / no bytecode cache")
         proj.quiesce()
 
-    def add(measure, ours, base, goal=None, **extra):
-        ratio = median(ours) / median(base)
-        report.row(measure, describe(ours, fmt_ms), describe(base, fmt_ms), ratio,
-                   goal=f"≤ {goal:g}x" if goal else "", met=(ratio <= goal) if goal else None,
-                   ours_median=median(ours), baseline_median=median(base), samples=len(ours), **extra)
+    def add(measure, ours, base, goal=None):
+        report.compare(measure, ours, base, fmt_ms, goal)
 
     add("1. launch cost: `job-run` vs `python -c pass`", s["job-run"], s["pass"], GOAL)
     add("2. time to start: `job-run` → job's first line, vs fresh interpreter running the job",

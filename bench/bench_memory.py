@@ -28,11 +28,9 @@ from _common import (  # noqa: E402
     PY,
     BenchProject,
     Report,
-    describe,
     fmt_mib,
     interleave,
     load_note,
-    median,
     parser,
     rounds_of,
     wait_file,
@@ -178,10 +176,7 @@ def main() -> int:
     extra = {k: v[-rounds:] for k, v in extra.items()}
 
     def add(measure, ours, base, goal=None):
-        ratio = median(ours) / median(base)
-        report.row(measure, describe(ours, fmt_mib), describe(base, fmt_mib), ratio,
-                   goal=f"≤ {goal:g}x" if goal else "", met=(ratio <= goal) if goal else None,
-                   ours_median=median(ours), baseline_median=median(base), samples=len(ours))
+        report.compare(measure, ours, base, fmt_mib, goal)
 
     fair = bool(extra["pair"])
     add("5. runner USS, counting the pages it shares only with its own attempt, vs bare USS"

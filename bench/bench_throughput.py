@@ -48,7 +48,6 @@ from _common import (  # noqa: E402
     fmt_rate,
     interleave,
     load_note,
-    median,
     parser,
     rounds_of,
 )
@@ -310,16 +309,11 @@ def main() -> int:
                 peer.close()
         proj.quiesce()
 
-    ours_m = median(s["ours"])
-    report.row("3. throughput: ours vs one fresh interpreter per job (the limit)",
-               describe(s["ours"], fmt_rate), describe(s["limit"], fmt_rate), ours_m / median(s["limit"]),
-               goal=f"≥ {GOAL:g}x", met=ours_m / median(s["limit"]) >= GOAL,
-               ours_median=ours_m, baseline_median=median(s["limit"]), samples=len(s["ours"]))
+    report.compare("3. throughput: ours vs one fresh interpreter per job (the limit)",
+                   s["ours"], s["limit"], fmt_rate, GOAL, higher_is_better=True)
     for peer in peers:
-        report.row(f"3. throughput: ours vs {peer.name} ({peer.version})",
-                   describe(s["ours"], fmt_rate), describe(s[peer.name], fmt_rate),
-                   ours_m / median(s[peer.name]), ours_median=ours_m,
-                   baseline_median=median(s[peer.name]), samples=len(s[peer.name]))
+        report.compare(f"3. throughput: ours vs {peer.name} ({peer.version})",
+                       s["ours"], s[peer.name], fmt_rate)
     for why in notes:
         report.row(f"3. throughput: {why.split(':')[0]}", describe(s["ours"], fmt_rate), "—", None)
         report.note(why)

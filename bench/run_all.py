@@ -129,19 +129,21 @@ def section(result: dict) -> str:
 
 
 def summary(results: list[dict]) -> str:
-    lines = ["| measure | ours | baseline | ratio | goal | met |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| measure | ours | baseline | ratio of medians | per-round ratio (IQR) | goal | met |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = []
     for r in results:
         data = r["json"]
-        if not data:
-            continue
-        for row in data["rows"]:
-            if row["measure"].startswith("(info)"):
-                continue
-            ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-            met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
-            ours = row["ours"].split(" (")[0]
-            base = row["baseline"].split(" (")[0]
-            lines.append(f"| {row['measure']} | {ours} | {base} | {ratio} | {row['goal']} | {met} |")
+        if data:
+            rows += [row for row in data["rows"] if not row["measure"].startswith("(info)")]
+    rows.sort(key=lambda row: row["measure"].split(".")[0])  # 1. launch, 2. start ... (stable)
+    for row in rows:
+        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        ours = row["ours"].split(" (")[0]
+        base = row["baseline"].split(" (")[0]
+        lines.append(f"| {row['measure']} | {ours} | {base} | {ratio} | {row.get('paired', '')} "
+                     f"| {row['goal']} | {met} |")
     others = [r["script"] for r in results if not r["json"]]
     if others:
         lines += ["", f"Not in this summary (see their sections): {', '.join(others)}."]
