@@ -23,6 +23,7 @@ from bgjobs.logread import (
     Reset,
     Sealed,
     drop_long_lines,
+    job_lines,
     matches,
     parse_level,
     parse_lines,
@@ -412,3 +413,22 @@ def test_parse_level_and_matches():
 def test_parse_lines_counts():
     records, bad = parse_lines(rec(1) + b"oops\n\n" + rec(2) + b"[]\n")
     assert seqs(records) == [1, 2] and bad == 2
+
+
+def test_select_parses_only_one_jobs_lines(tmp_path):
+    path = tmp_path / "log"
+    lines = [
+        rec(1, job_id=7),
+        rec(2, job_id=77),
+        rec(3, job_id=17),
+        b'{"job_id":7,"seq":4}\n',  # written by someone else, without spaces
+        rec(5, job_id=7, message='says "job_id": 8'),
+        rec(6, job_id=8, message='mentions \\"job_id\\": 7'),
+        b'{"job_id": 7, "seq": 7, broken\n',  # bad, and about job 7: counted
+        b'{"job_id": 9, broken\n',  # bad, about another job: not even parsed
+    ]
+    append(path, b"".join(lines))
+    tail = RecordTail(path, select=job_lines(7))
+    records = tail.poll()
+    assert [r["seq"] for r in records if r["job_id"] == 7] == [1, 4, 5]
+    assert tail.bad_lines == 1

@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from ..config import load_config
-        from ..logread import RecordTail
+        from ..logread import RecordTail, job_lines
 
         config = load_config(args.config)
         path = config.errors_log if args.errors else config.main_log
         show = Printer(as_json=args.json, job_id=args.job_id, since=since, min_level=level)
-        tail = RecordTail(path)
+        tail = RecordTail(path, select=None if args.job_id is None else job_lines(args.job_id))
         try:
             records = tail.poll()
             if args.job_id is not None and not any(r.get("job_id") == args.job_id for r in records):
