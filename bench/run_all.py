@@ -15,7 +15,7 @@ whether or not a goal is met (it is 1 only when a script itself fails).
 The peers are bench-only (not in requirements.txt). Install them with:
 
     apt-get update && apt-get install -y redis-server task-spooler
-    .venv/bin/pip install rq
+    .venv/bin/pip install rq celery
 
 A peer that is missing is skipped with a note in its table.
 """
@@ -210,7 +210,7 @@ def main() -> int:
         "<!-- Written by bench/run_all.py; change the scripts in bench/, not this page. -->",
         "",
         "How bgjobs compares with the physical limit (a fresh Python interpreter per job) and",
-        "with peers people choose instead: RQ (with Redis) and task-spooler. Run them all with",
+        "with peers people choose instead: RQ and Celery (with Redis) and task-spooler. Run them all with",
         "",
         "```",
         ".venv/bin/python bench/run_all.py          # add --quick for fewer rounds",
@@ -224,7 +224,7 @@ def main() -> int:
         "",
         "```",
         "apt-get update && apt-get install -y redis-server task-spooler",
-        ".venv/bin/pip install rq",
+        ".venv/bin/pip install rq celery",
         "```",
         "",
         "## Latest run",
