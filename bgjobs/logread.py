@@ -255,19 +255,22 @@ class Follower:
                 last = buf.rfind(b"\n")
                 if last >= 0:
                     data, bad = drop_long_lines(buf, last + 1, self.max_line)
-                    yield Lines(cur.key, data, bad)
                     pos += last + 1  # a partial remainder is read again, whole
+                    cur.offset = pos
+                    yield Lines(cur.key, data, bad)
                     continue
                 if len(buf) > self.max_line:  # no newline in sight: not a record
-                    yield Lines(cur.key, b"", 1)
                     cur.skipping = True
                     pos += len(buf)
+                    cur.offset = pos
+                    yield Lines(cur.key, b"", 1)
                     continue
                 # A partial line at the end of what there is (chunk > max_line).
                 if final:
-                    if buf.strip():
-                        yield Lines(cur.key, b"", 1)
                     pos += len(buf)
+                    if buf.strip():
+                        cur.offset = pos
+                        yield Lines(cur.key, b"", 1)
                 break
         finally:
             cur.offset = pos
