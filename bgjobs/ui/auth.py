@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
-from bgjobs.ui.common import Viewer, set_viewer
+from bgjobs.ui.common import Viewer, md, set_viewer
 
 PASSWORD_ENV = "BGJOBS_DASHBOARD_PASSWORD"
 PASSWORD_SECRET = "dashboard_password"
@@ -174,7 +174,7 @@ def sidebar(viewer: Viewer) -> None:
     """Who is signed in, a sign-out button, or a warning that nobody is checked."""
     with st.sidebar:
         if viewer.method == "oidc":
-            st.caption(f"Signed in as **{viewer.name}**")
+            st.caption(f"Signed in as **{md(viewer.name)}**")
             st.button("Log out", key="logout", on_click=st.logout)
         elif viewer.method == "password":
             st.caption("Signed in with the dashboard password")

@@ -174,6 +174,15 @@ def fmt_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()#+-.!|<>~:$"})
+
+
+def md(text: object) -> str:
+    """`text` escaped for st.markdown, so a job's error or a user name shows as
+    typed (no links, images, colours or icons from data)."""
+    return str(text).translate(_MARKDOWN)
+
+
 def page_path(name: str) -> str:
     """The file of a page (jobs, launch, logs, config), for st.Page and st.page_link."""
     return str(PAGES_DIR / f"{name}.py")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pandas as pd
 import streamlit as st
 
@@ -29,7 +27,7 @@ def render() -> None:
     rows = []
     for path, entry in cfg.classes.items():
         described = catalog.get(path, {})
-        overrides = {k: v for k, v in asdict(entry.policy).items() if getattr(cfg.defaults, k) != v}
+        overrides = {k: v for k, v in entry.policy._asdict().items() if getattr(cfg.defaults, k) != v}
         rows.append(
             {
                 "class": path,
@@ -102,7 +100,7 @@ def _show(value) -> str:
 def _access_text() -> str:
     mode = auth.mode()
     if mode == "oidc":
-        return f"OIDC login (`[auth]` in secrets.toml). Signed in as **{common.viewer().name}**."
+        return f"OIDC login (`[auth]` in secrets.toml). Signed in as **{common.md(common.viewer().name)}**."
     if mode == "password":
         return (
             f"Password, from `{auth.PASSWORD_ENV}` or `{auth.PASSWORD_SECRET}` in secrets.toml. "

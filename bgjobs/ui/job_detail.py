@@ -136,7 +136,7 @@ def _actions(cfg: Config, job: Job, pending: str | None) -> None:
 
 def _by(job: Job) -> str:
     who = job.cancel_user or job.cancel_source
-    return f" by {who}" if who else ""
+    return f" by {common.md(who)}" if who else ""
 
 
 def _ask_cancel(job_id: int) -> None:
@@ -182,7 +182,7 @@ def _facts(job: Job) -> None:
             f"**Class** `{job.class_path}` · **method** `{job.method}`  \n"
             f"**Attempt** {job.attempt} of {job.max_attempts} · **priority** {job.priority} · "
             f"**timeout** {f'{job.timeout:g} s' if job.timeout else 'none'}  \n"
-            f"**Launched by** {job.user or '—'} via {job.source or '—'}"
+            f"**Launched by** {common.md(job.user or '—')} via {common.md(job.source or '—')}"
             + (f" · **retry of** job {job.retry_of}" if job.retry_of else "")
         )
         params = json.dumps(list(job.params), ensure_ascii=False)
@@ -203,9 +203,9 @@ def _facts(job: Job) -> None:
         if job.cancel_requested_at:
             st.caption(f"Cancel requested{_by(job)} at {common.fmt_time(job.cancel_requested_at)}")
         if job.result is not None:
-            st.markdown(f"**Result** `{job.result[:500]}`")
+            st.markdown(f"**Result** {common.md(job.result[:500])}")
         if job.error:
-            st.markdown(f"**Error** {job.exception or ''}: {job.error[:500]}")
+            st.markdown(f"**Error** {common.md(job.exception or '')}: {common.md(job.error[:500])}")
 
 
 def _records(cfg: Config, job_id: int) -> pd.DataFrame | None:
@@ -259,11 +259,13 @@ def _failures(job: Job, records: pd.DataFrame | None) -> None:
             title = f"Attempt {_int(row.get('attempt'))} · {row['event']} · {row.get('exception') or ''}"
             with st.expander(title, expanded=expanded):
                 if pd.notna(row.get("error")):
-                    st.markdown(f"**{row.get('exception') or 'Error'}:** {row['error']}")
+                    st.markdown(
+                        f"**{common.md(row.get('exception') or 'Error')}:** {common.md(row['error'])}"
+                    )
                 st.code(str(row["traceback"]), language="python")
     if not shown:
         if job.error and job.status.value in ("failed", "retrying"):
-            st.markdown(f"**{job.exception or 'Error'}:** {job.error}")
+            st.markdown(f"**{common.md(job.exception or 'Error')}:** {common.md(job.error)}")
             st.caption("No traceback was logged for this failure.")
         else:
             st.caption("No attempt of this job has failed.")

@@ -203,7 +203,7 @@ def _record(row: pd.Series) -> None:
             f"**{row.get('event')}** · {row.get('level')} · job {_fmt(row.get('job_id'))} · "
             f"attempt {_fmt(row.get('attempt'))}"
         )
-        st.write(str(row.get("message") or ""))
+        st.text(str(row.get("message") or ""))
         tb = row.get("traceback")
         if isinstance(tb, str) and tb:
             st.code(tb, language="python")
