@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib.util
+import os
 import time
 from collections.abc import Mapping
 
@@ -43,8 +44,6 @@ def _secret(name: str):
 
 def configured_password() -> str | None:
     """The dashboard password: the env var wins over the secrets file."""
-    import os
-
     value = os.environ.get(PASSWORD_ENV) or _secret(PASSWORD_SECRET)
     return str(value) if value else None
 

@@ -43,6 +43,7 @@ def render() -> None:
         st.dataframe(
             pd.DataFrame(rows),
             hide_index=True,
+            placeholder="—",
             key="config_classes",
             column_config={"max concurrent": st.column_config.NumberColumn(format="%d")},
         )
@@ -52,7 +53,7 @@ def render() -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Defaults", anchor=False)
-        st.dataframe(_policy_frame(cfg.defaults), hide_index=True, key="config_defaults")
+        st.dataframe(_policy_frame(cfg.defaults), hide_index=True, placeholder="—", key="config_defaults")
         st.subheader("Limits", anchor=False)
         st.dataframe(
             pd.DataFrame(
@@ -63,6 +64,7 @@ def render() -> None:
                 ]
             ),
             hide_index=True,
+            placeholder="—",
             key="config_limits",
         )
     with right:
@@ -79,6 +81,7 @@ def render() -> None:
                 ]
             ),
             hide_index=True,
+            placeholder="—",
             key="config_paths",
         )
         st.subheader("Dashboard access", anchor=False)
