@@ -11,18 +11,14 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from dataclasses import dataclass
-from typing import Any
+import types
+from collections import namedtuple
 
 from .config import ClassPolicy, Config
 from .errors import RejectedError
 
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    class_path: str
-    method: str
-    params: tuple
+JobSpec = namedtuple("JobSpec", "class_path method params")
+JobSpec.__doc__ = "A validated launch: an allowed class, one of its methods, coerced params."
 
 
 def class_path_of(job: object) -> str:
@@ -148,44 +144,111 @@ def check_again(config: Config, class_path: str, method: str):
 
 
 def _check_constructible(cls: type, class_path: str) -> None:
-    import inspect
-
+    init = cls.__init__
+    if init is object.__init__:
+        return
     try:
-        inspect.signature(cls).bind()
-    except TypeError:
+        params = _signature(init)[1:]  # drop self
+    except (TypeError, ValueError):
+        return  # no signature to read (a C type): let it be
+    if any(p.required and p.kind != VAR_POSITIONAL for p in params):
         raise RejectedError(
             f"{class_path} cannot be created without arguments; job classes are "
             f"instantiated as {cls.__name__}()",
             field="class",
-        ) from None
-    except ValueError:
-        pass  # no signature to read (a C type): let it be
+        )
 
 
-def parameters(cls: type, raw) -> list:
-    """The method's parameters as callers pass them (no self/cls), with types."""
+# Parameter kinds, as our own small values (inspect's are costly to import).
+POSITIONAL, VAR_POSITIONAL, KEYWORD_ONLY, VAR_KEYWORD = "positional", "varargs", "keyword", "varkw"
+EMPTY = type("EMPTY", (), {"__repr__": lambda self: "EMPTY"})()
+
+
+class Param(namedtuple("Param", "name kind default annotation")):
+    """One parameter of a job method: `default` and `annotation` are EMPTY when absent."""
+
+    __slots__ = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is EMPTY and self.kind in (POSITIONAL, KEYWORD_ONLY)
+
+
+def _signature(func) -> list[Param]:
+    """The parameters of a function, read from its code object (fast), or through
+    inspect for anything that is not plain Python code."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return _signature_slow(func)
+    n_pos, n_kw = code.co_argcount, code.co_kwonlyargcount
+    names = code.co_varnames
+    defaults = func.__defaults__ or ()
+    kwdefaults = func.__kwdefaults__ or {}
+    notes = _annotations(func)
+    params = []
+    for i, name in enumerate(names[:n_pos]):
+        d = i - (n_pos - len(defaults))
+        params.append(Param(name, POSITIONAL, defaults[d] if d >= 0 else EMPTY, notes.get(name, EMPTY)))
+    idx = n_pos
+    varargs = None
+    if code.co_flags & 0x04:  # CO_VARARGS
+        varargs = Param(names[n_pos + n_kw], VAR_POSITIONAL, EMPTY, notes.get(names[n_pos + n_kw], EMPTY))
+    for name in names[idx : idx + n_kw]:
+        params.append(Param(name, KEYWORD_ONLY, kwdefaults.get(name, EMPTY), notes.get(name, EMPTY)))
+    if varargs:
+        params.insert(n_pos, varargs)
+    return params
+
+
+def _signature_slow(func) -> list[Param]:
     import inspect
-    import typing
 
+    kinds = {
+        inspect.Parameter.POSITIONAL_ONLY: POSITIONAL,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD: POSITIONAL,
+        inspect.Parameter.VAR_POSITIONAL: VAR_POSITIONAL,
+        inspect.Parameter.KEYWORD_ONLY: KEYWORD_ONLY,
+        inspect.Parameter.VAR_KEYWORD: VAR_KEYWORD,
+    }
+    empty = inspect.Parameter.empty
+    return [
+        Param(
+            p.name,
+            kinds[p.kind],
+            EMPTY if p.default is empty else p.default,
+            EMPTY if p.annotation is empty else p.annotation,
+        )
+        for p in inspect.signature(func).parameters.values()
+    ]
+
+
+def _annotations(func) -> dict:
+    """The function's annotations, with string annotations (PEP 563) evaluated
+    in the function's module, as typing.get_type_hints would."""
+    notes = dict(getattr(func, "__annotations__", None) or {})
+    for name, note in notes.items():
+        if isinstance(note, str):
+            try:
+                notes[name] = eval(note, getattr(func, "__globals__", {}))  # noqa: S307 - the job's own code
+            except Exception:
+                notes[name] = EMPTY  # unresolvable: pass values through as given
+    return notes
+
+
+def parameters(cls: type, raw) -> list[Param]:
+    """The method's parameters as callers pass them (no self/cls), with types."""
     func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
-    sig = inspect.signature(func)
-    params = list(sig.parameters.values())
-    if not isinstance(raw, staticmethod) and params:
+    params = _signature(func)
+    if not isinstance(raw, staticmethod) and params and params[0].kind == POSITIONAL:
         params = params[1:]  # self, or cls for a classmethod
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:
-        hints = {}
-    return [p.replace(annotation=hints.get(p.name, p.annotation)) for p in params]
+    return params
 
 
 def coerce_params(cls: type, raw, class_path: str, method: str, values: list) -> list:
-    import inspect
-
     params = parameters(cls, raw)
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
-    required = [p for p in positional if p.default is inspect.Parameter.empty]
+    positional = [p for p in params if p.kind == POSITIONAL]
+    has_varargs = any(p.kind == VAR_POSITIONAL for p in params)
+    required = [p for p in positional if p.default is EMPTY]
     if len(values) < len(required) or (len(values) > len(positional) and not has_varargs):
         names = ", ".join(p.name for p in positional) or "none"
         want = (
@@ -200,7 +263,7 @@ def coerce_params(cls: type, raw, class_path: str, method: str, values: list) ->
             f"pass one --params=VALUE per param",
             field="params",
         )
-    varargs = next((p for p in params if p.kind == p.VAR_POSITIONAL), None)
+    varargs = next((p for p in params if p.kind == VAR_POSITIONAL), None)
     out = []
     for i, value in enumerate(values):
         p = positional[i] if i < len(positional) else varargs
@@ -212,25 +275,31 @@ _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
 
-def coerce(value: Any, annotation: Any, name: str) -> Any:
-    """Turn a CLI string (or an API value) into the annotated type, or refuse."""
-    import inspect
-    import types
-    import typing
+def _origin_args(annotation) -> tuple[object, tuple]:
+    """(origin, args) of a generic or union annotation, without importing typing."""
+    if isinstance(annotation, types.UnionType):
+        return types.UnionType, annotation.__args__
+    origin = getattr(annotation, "__origin__", None)
+    typing = sys.modules.get("typing")  # imported already if the job used it
+    if typing is not None and origin is typing.Union:
+        return types.UnionType, annotation.__args__
+    return origin, getattr(annotation, "__args__", ())
 
-    if annotation is inspect.Parameter.empty or annotation is Any:
+
+def coerce(value: object, annotation: object, name: str) -> object:
+    """Turn a CLI string (or an API value) into the annotated type, or refuse."""
+    typing = sys.modules.get("typing")
+    if annotation is EMPTY or (typing is not None and annotation is typing.Any):
         return value
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin, args = _origin_args(annotation)
+    if origin is types.UnionType:
+        kinds = [a for a in args if a is not type(None)]
         if value is None or (
-            isinstance(value, str)
-            and value.lower() in ("null", "none")
-            and len(args) < len(typing.get_args(annotation))
+            isinstance(value, str) and value.lower() in ("null", "none") and len(kinds) < len(args)
         ):
             return None
         errors = []
-        for arg in args:
+        for arg in kinds:
             try:
                 return coerce(value, arg, name)
             except RejectedError as exc:
@@ -289,16 +358,14 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
 
 
 def _kind_of(annotation) -> str:
-    import inspect
-    import types
-    import typing
-
-    if annotation is inspect.Parameter.empty:
+    if annotation is EMPTY:
         return "any"
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = args[0] if len(args) == 1 else annotation
-    target = typing.get_origin(annotation) or annotation
+    origin, args = _origin_args(annotation)
+    if origin is types.UnionType:
+        kinds = [a for a in args if a is not type(None)]
+        annotation = kinds[0] if len(kinds) == 1 else annotation
+        origin, _ = _origin_args(annotation)
+    target = origin or annotation
     return {
         bool: "bool",
         int: "int",
@@ -330,15 +397,15 @@ def describe(config: Config) -> list[dict]:
             raw = find_method(config, cls, path, name)
             params = []
             for p in parameters(cls, raw):
-                if p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD):
+                if p.kind in (KEYWORD_ONLY, VAR_KEYWORD):
                     continue
                 params.append(
                     {
                         "name": p.name,
                         "kind": _kind_of(p.annotation),
-                        "default": None if p.default is inspect.Parameter.empty else p.default,
-                        "required": p.default is inspect.Parameter.empty and p.kind != p.VAR_POSITIONAL,
-                        "varargs": p.kind == p.VAR_POSITIONAL,
+                        "default": None if p.default is EMPTY else p.default,
+                        "required": p.required,
+                        "varargs": p.kind == VAR_POSITIONAL,
                     }
                 )
             func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw

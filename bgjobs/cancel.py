@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from . import procs, recovery
 from .errors import AlreadyFinal, CancelInProgress, NoSuchJob
@@ -19,10 +19,10 @@ from .runtime import Runtime
 MARGIN = 5.0  # seconds past the grace before we stop the attempt ourselves
 
 
-@dataclass(frozen=True)
-class CancelResult:
-    job: Job  # the job as it ended up
-    waited: float  # seconds from the request to the final state
+class CancelResult(namedtuple("CancelResult", "job waited")):
+    """`job` as it ended up, and `waited`: seconds from the request to the final state."""
+
+    __slots__ = ()
 
     @property
     def cancelled(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
+from collections import namedtuple
 from pathlib import Path
 
 from .errors import ConfigError
@@ -25,16 +25,24 @@ _TOP_KEYS = _POLICY_KEYS | {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """How attempts of a job are run and retried."""
+_PolicyBase = namedtuple(
+    "Policy",
+    "max_retries retry_delay retry_backoff timeout cancel_grace priority",
+    defaults=(3, 5.0, 2.0, None, 10.0, 0),
+)
 
-    max_retries: int = 3  # retries after the first attempt: 3 means up to 4 attempts
-    retry_delay: float = 5.0  # seconds before the first retry
-    retry_backoff: float = 2.0  # each next delay is multiplied by this
-    timeout: float | None = None  # seconds per attempt; None means no limit
-    cancel_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
-    priority: int = 0  # niceness, -20 (most urgent) .. 19
+
+class Policy(_PolicyBase):
+    """How attempts of a job are run and retried.
+
+    max_retries: retries after the first attempt (3 means up to 4 attempts);
+    retry_delay: seconds before the first retry; retry_backoff: each next delay
+    is multiplied by this; timeout: seconds per attempt, None for no limit;
+    cancel_grace: seconds between SIGTERM and SIGKILL; priority: niceness,
+    -20 (most urgent) .. 19.
+    """
+
+    __slots__ = ()
 
     @property
     def max_attempts(self) -> int:
@@ -45,26 +53,23 @@ class Policy:
         return self.retry_delay * self.retry_backoff**retry
 
 
-@dataclass(frozen=True, slots=True)
-class ClassPolicy:
-    """One allowlisted class and what it may do."""
+class ClassPolicy(namedtuple("ClassPolicy", "path methods policy max_concurrent", defaults=(None,))):
+    """One allowlisted class and what it may do. `methods` is None for every
+    public method."""
 
-    path: str
-    methods: tuple[str, ...] | None  # None: every public method
-    policy: Policy
-    max_concurrent: int | None = None
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    path: Path  # the config file; its folder is the project root
-    classes: dict[str, ClassPolicy] = field(default_factory=dict)
-    defaults: Policy = Policy()
-    max_concurrent: int = 1
-    log_dir: Path = Path("logs")
-    state_dir: Path = Path("state")
-    log_max_bytes: int = 10 * 1024 * 1024
-    log_backups: int = 5
+_ConfigBase = namedtuple(
+    "Config",
+    "path classes defaults max_concurrent log_dir state_dir log_max_bytes log_backups",
+)
+
+
+class Config(_ConfigBase):
+    """The validated config. `path` is the file; its folder is the project root."""
+
+    __slots__ = ()
 
     @property
     def root(self) -> Path:
@@ -91,7 +96,7 @@ class Config:
         return entry.policy if entry else self.defaults
 
     def with_overrides(self, **changes) -> Config:
-        return replace(self, **changes)
+        return self._replace(**changes)
 
 
 def find_config(path: str | os.PathLike | None = None) -> Path:
@@ -104,21 +109,78 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read and validate the config file. Raises ConfigError naming the file and key."""
     file = find_config(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        st = os.stat(file)
     except FileNotFoundError:
         raise ConfigError(
             f"{file}: no such config file; create it, or pass --config PATH or set {ENV_VAR}"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    stamp = [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino]
+    raw = _cache_get(file, stamp)
+    if raw is _MISS:
+        raw = _read_yaml(file)
+        _cache_put(file, stamp, raw)
+    return parse_config(raw, file)
+
+
+def _read_yaml(file: Path) -> object:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: config is not UTF-8 text") from None
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        raw = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: malformed YAML: {exc}") from None
-    return parse_config(raw, file)
+
+
+# Parsing YAML means importing PyYAML, which costs more than the rest of a
+# `job-run`. So the parsed document (plain JSON data) is cached per config file
+# and reused while the file's size, times and inode are unchanged.
+_MISS = object()
+
+
+def _cache_file(file: Path) -> Path:
+    import zlib
+
+    base = os.environ.get("BGJOBS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bgjobs"
+    )
+    name = str(file).encode()
+    return Path(base) / f"config-{zlib.crc32(name):08x}{zlib.adler32(name):08x}.json"
+
+
+def _cache_get(file: Path, stamp: list) -> object:
+    import json
+
+    try:
+        with open(_cache_file(file), encoding="utf-8") as f:
+            cached = json.load(f)
+    except (OSError, ValueError):
+        return _MISS
+    if not isinstance(cached, dict) or cached.get("stamp") != stamp or cached.get("path") != str(file):
+        return _MISS
+    return cached.get("doc")
+
+
+def _cache_put(file: Path, stamp: list, doc: object) -> None:
+    import json
+
+    target = _cache_file(file)
+    try:
+        data = json.dumps({"path": str(file), "stamp": stamp, "doc": doc}, allow_nan=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, target)
+    except (OSError, TypeError, ValueError):
+        pass  # a YAML value JSON cannot hold, or no writable cache: parse each time
 
 
 def parse_config(raw: object, file: Path) -> Config:

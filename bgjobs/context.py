@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 
 class JobCancelled(BaseException):
@@ -20,13 +20,10 @@ class JobCancelled(BaseException):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    id: int
-    attempt: int
-    max_attempts: int
-    class_path: str
-    method: str
+class JobContext(namedtuple("JobContext", "id attempt max_attempts class_path method")):
+    """The running job's id, attempt number, attempt limit, class and method."""
+
+    __slots__ = ()
 
     @property
     def idempotency_key(self) -> str:

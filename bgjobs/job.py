@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from collections import namedtuple
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -40,44 +40,52 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One job row, as read at one moment. Times are epoch seconds."""
+# The columns of a job row, in order (class is `class_path` here).
+JOB_FIELDS = (
+    "id",
+    "class_path",
+    "method",
+    "params",
+    "status",
+    "priority",
+    "attempt",
+    "max_attempts",
+    "retry_delay",
+    "retry_backoff",
+    "timeout",
+    "cancel_grace",
+    "run_after",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "runner_pid",
+    "runner_start",
+    "pid",
+    "pid_start",
+    "exit_code",
+    "exit_signal",
+    "exception",
+    "error",
+    "result",
+    "progress",
+    "progress_message",
+    "cancel_requested_at",
+    "cancel_source",
+    "cancel_user",
+    "source",
+    "user",
+    "retry_of",
+)
 
-    id: int
-    class_path: str
-    method: str
-    params: tuple
-    status: Status
-    priority: int
-    attempt: int
-    max_attempts: int
-    retry_delay: float
-    retry_backoff: float
-    timeout: float | None
-    cancel_grace: float
-    run_after: float
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    updated_at: float
-    runner_pid: int | None
-    runner_start: int | None
-    pid: int | None
-    pid_start: int | None
-    exit_code: int | None
-    exit_signal: int | None
-    exception: str | None
-    error: str | None
-    result: str | None
-    progress: float | None
-    progress_message: str | None
-    cancel_requested_at: float | None
-    cancel_source: str | None
-    cancel_user: str | None
-    source: str | None
-    user: str | None
-    retry_of: int | None
+
+# A namedtuple, not a dataclass: `job-run` and every runner build this class
+# at start-up, and dataclasses (which import inspect) cost more than the rest.
+class Job(namedtuple("Job", JOB_FIELDS)):
+    """One job row, as read at one moment: an immutable snapshot. Times are
+    epoch seconds; `params` is a tuple; `status` is a Status."""
+
+    __slots__ = ()
 
     @classmethod
     def from_row(cls, row) -> Job:
@@ -85,7 +93,7 @@ class Job:
         d["class_path"] = d.pop("class")
         d["params"] = tuple(json.loads(d["params"]))
         d["status"] = Status(d["status"])
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        return cls(**{name: d[name] for name in JOB_FIELDS})
 
     @property
     def is_final(self) -> bool:

@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_id = int(argv[0])
     rt = open_runtime()
+    os.chdir(rt.config.root)
     lock_fd = os.environ.pop(LOCK_FD_ENV, None)
     if lock_fd is not None:
         lock_fd = int(lock_fd)

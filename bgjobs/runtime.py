@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 from .config import Config, load_config
@@ -12,12 +12,10 @@ from .spawner import LocalSpawner
 from .store import Store
 
 
-@dataclass(frozen=True)
-class Runtime:
-    config: Config
-    store: Store
-    log: EventLog
-    spawner: LocalSpawner
+class Runtime(namedtuple("Runtime", "config store log spawner")):
+    """The config, store, event log and spawner one process works with."""
+
+    __slots__ = ()
 
     def lock_path(self, job_id: int) -> Path:
         """The runner of job `job_id` holds an exclusive flock on this file."""

@@ -3,14 +3,14 @@
 `LocalSpawner` starts `python -m bgjobs.runner ID` as its own session, with no
 shell, stdin from /dev/null, and the job's lock handed over as an inherited
 descriptor, so the lock is held without a gap from claim to runner exit.
+It uses posix_spawn (no copy of the caller's memory, no subprocess import):
+`job-run` pays for it on every launch.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import threading
 import time
 
 from .config import Config
@@ -37,68 +37,72 @@ class LocalSpawner:
         """Start the runner for a claimed job; returns its pid."""
         out = self.config.output_path(job_id)
         out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "ab") as output:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bgjobs.runner", str(int(job_id))],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                cwd=self.config.root,
-                env=self.runner_env(lock_fd),
-                pass_fds=(lock_fd,),
-                start_new_session=True,
-                close_fds=True,
-            )
-        _reaper.track(proc)
-        return proc.pid
+        return self._spawn(["-m", "bgjobs.runner", str(int(job_id))], out, lock_fd)
 
     def spawn_waker(self, lock_fd: int) -> int:
-        log = self.config.state_dir / "waker.out"
-        with open(log, "ab") as output:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bgjobs.waker"],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                cwd=self.config.root,
-                env=self.runner_env(lock_fd),
-                pass_fds=(lock_fd,),
-                start_new_session=True,
-                close_fds=True,
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        return self._spawn(["-m", "bgjobs.waker"], self.config.state_dir / "waker.out", lock_fd)
+
+    def _spawn(self, args: list[str], output, lock_fd: int) -> int:
+        out_fd = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.set_inheritable(lock_fd, True)
+        try:
+            pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, *args],
+                self.runner_env(lock_fd),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, out_fd, 2),
+                ],
+                setsid=True,
             )
-        _reaper.track(proc)
-        return proc.pid
+        finally:
+            os.set_inheritable(lock_fd, False)
+            os.close(out_fd)
+        _reaper.track(pid)
+        return pid
 
 
 class _Reaper:
-    """Waits for the runners this process started, so a long-lived caller (the
+    """Waits for the processes this process started, so a long-lived caller (the
     dashboard) never collects <defunct> children. A short-lived caller (the
-    CLI) exits first and the runners are reparented; no thread outlives need."""
+    CLI) exits first and the runners are reparented; the thread dies with it."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._procs: list[subprocess.Popen] = []
-        self._thread: threading.Thread | None = None
+        self._pids: set[int] = set()
+        self._lock = None
+        self._running = False
 
-    def track(self, proc: subprocess.Popen) -> None:
+    def track(self, pid: int) -> None:
+        import threading
+
+        if self._lock is None:
+            self._lock = threading.Lock()
         with self._lock:
-            self._procs.append(proc)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="bgjobs-reaper", daemon=True)
-                self._thread.start()
+            self._pids.add(pid)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="bgjobs-reaper", daemon=True).start()
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                self._procs = [p for p in self._procs if p.poll() is None]
-                if not self._procs:
-                    self._thread = None
+                for pid in list(self._pids):
+                    try:
+                        done, _ = os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        done = pid  # reaped elsewhere
+                    if done:
+                        self._pids.discard(pid)
+                if not self._pids:
+                    self._running = False
                     return
             time.sleep(0.2)
 
     def pending(self) -> int:
-        with self._lock:
-            return sum(1 for p in self._procs if p.poll() is None)
+        return len(self._pids)
 
 
 _reaper = _Reaper()

@@ -23,6 +23,7 @@ TICK = 1.0  # seconds; the longest a due job or a lost runner waits for us
 
 def main() -> int:
     rt = open_runtime()
+    os.chdir(rt.config.root)
     fd = os.environ.pop(LOCK_FD_ENV, None)
     if fd is None:
         fd = procs.open_lock(rt.waker_lock)

@@ -132,13 +132,18 @@ class Project:
     def processes(self) -> list[psutil.Process]:
         """Every live process working in this project (runners, attempts, wakers)."""
         found = []
+        config = str(self.config_path)
         for proc in psutil.process_iter(["pid", "cwd", "status"]):
+            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
             try:
-                if proc.info["cwd"] and Path(proc.info["cwd"]) == self.root and proc.pid != os.getpid():
-                    if proc.info["status"] != psutil.STATUS_ZOMBIE:
-                        found.append(proc)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
+                ours = proc.info["cwd"] and Path(proc.info["cwd"]) == self.root
+                # A runner that has not reached its chdir yet is known by its env.
+                ours = ours or proc.environ().get("BGJOBS_CONFIG") == config
+            except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+                continue
+            if ours:
+                found.append(proc)
         return found
 
     def kill_all(self) -> None:

@@ -419,3 +419,23 @@ def test_runner_argv_holds_only_the_job_id(project):
 
     cmd = wait_until(runner_cmdline, what="the runner process")
     assert cmd[1:] == ["-m", "bgjobs.runner", str(job_id)]
+
+
+def test_parsed_config_is_cached_until_the_file_changes(project, tmp_path, monkeypatch):
+    env = dict(project.env, BGJOBS_CACHE_DIR=str(tmp_path / "cache"))
+    code = (
+        "import sys; from bgjobs.config import load_config;"
+        f"c = load_config({str(project.config_path)!r}); print(c.max_concurrent, 'yaml' in sys.modules)"
+    )
+
+    def load():
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        return proc.stdout.split(), proc
+
+    assert load()[0] == ["8", "True"]  # parsed, and cached
+    assert load()[0] == ["8", "False"]  # from the cache: PyYAML not even imported
+    project.write_config(max_concurrent=3)
+    assert load()[0] == ["3", "True"]  # the file changed: parsed again
+    project.config_path.write_text("max_concurrent: [\n")
+    out, proc = load()
+    assert proc.returncode != 0 and "malformed YAML" in proc.stderr

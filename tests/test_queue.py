@@ -15,9 +15,10 @@ from tests.conftest import wait_until
 
 
 def _starts(marker) -> list[dict]:
+    """The complete lines the jobs wrote to `marker` (a job may be mid-write)."""
     if not marker.exists():
         return []
-    return [json.loads(line) for line in marker.read_text().splitlines()]
+    return [json.loads(line) for line in marker.read_text().splitlines(keepends=True) if line.endswith("\n")]
 
 
 def test_queue_takes_lower_priority_value_first_then_oldest(project, tmp_path):
@@ -74,7 +75,7 @@ def test_per_class_limit(project, tmp_path):
 def test_job_runs_at_its_niceness(project, tmp_path):
     marker = tmp_path / "nice.jsonl"
     job_id = project.submit("record_start", str(marker), 30.0, priority=7)
-    wait_until(marker.exists)
+    wait_until(lambda: _starts(marker))
     job = project.job(job_id)
     assert psutil.Process(job.pid).nice() == 7
     assert _starts(marker)[0]["nice"] == 7
@@ -105,7 +106,7 @@ def test_delayed_job_starts_no_earlier_than_its_time(project, tmp_path):
     before = time.time()
     job_id = project.submit("record_start", str(marker), delay=1.5)
     assert project.job(job_id).status.value == "queued"
-    wait_until(marker.exists, timeout=10, what="the delayed job to start")  # the waker starts it
+    wait_until(lambda: _starts(marker), timeout=10, what="the delayed job to start")  # the waker starts it
     assert _starts(marker)[0]["t"] >= before + 1.5
 
 
@@ -122,7 +123,7 @@ def test_at_time_and_bad_at(project, tmp_path):
         f"--at={at.isoformat()}",
         check=True,
     )
-    wait_until(marker.exists, timeout=10, what="the --at job to start")
+    wait_until(lambda: _starts(marker), timeout=10, what="the --at job to start")
     assert _starts(marker)[0]["t"] >= at.timestamp()
     assert int(proc.stdout) > 0
     bad = project.cli("job-run", "testjobs.tasks.Tasks", "ok", "--at=tomorrow")
