@@ -34,7 +34,7 @@ from .logread import Backup, Follower, Key, Lines, Reset, Sealed, parse_lines
 
 LEVEL_DTYPE = pd.CategoricalDtype(list(LEVELS), ordered=True)  # INFO < WARNING < ERROR
 EVENT_DTYPE = pd.CategoricalDtype(list(EVENTS))
-STR_DTYPE = pd.StringDtype(na_value=np.nan)  # pandas' default "str"
+STR_DTYPE = pd.Series(["x"]).dtype  # the default string dtype: "str" in pandas 3 (object before)
 
 # Every frame has these columns, in this order, with these dtypes; other keys
 # follow in name order, typed as pyarrow infers them.
