@@ -117,7 +117,13 @@ class Project:
         )
 
     def wait_final(self, job_id: int, timeout: float = 20.0):
-        return self.wait_status(job_id, "succeeded", "failed", "cancelled", timeout=timeout)
+        """Wait until the job is final in the store and its final record is logged
+        (the runner commits the state first, then writes the record)."""
+        job = self.wait_status(job_id, "succeeded", "failed", "cancelled", timeout=timeout)
+        wait_until(
+            lambda: job.status.value in self.events(job_id), timeout=5, what=f"job {job_id}'s final record"
+        )
+        return job
 
     def records(self, errors: bool = False) -> list[dict]:
         name = "background_jobs_errors.log" if errors else "background_jobs.log"

@@ -33,7 +33,7 @@ def test_cancel_kills_the_jobs_own_children(project, tmp_path):
     proc = project.cli("job-cancel", str(job_id))
     assert proc.returncode == 0, proc.stderr
     assert f"job {job_id} cancelled" in proc.stdout
-    job = project.job(job_id)
+    job = project.wait_final(job_id)
     assert job.status.value == "cancelled"
     wait_until(lambda: not _alive(grandchild), timeout=5, what="the grandchild sleep to die")
     events = project.events(job_id)
@@ -127,7 +127,7 @@ def test_twenty_concurrent_cancels_have_one_winner(project, tmp_path):
     codes = sorted(p.returncode for p in procs)
     assert codes.count(0) == 1, [(p.returncode, p.stderr) for p in procs]
     assert all(c in (0, 4, 5) for c in codes)
-    assert project.job(job_id).status.value == "cancelled"
+    assert project.wait_final(job_id).status.value == "cancelled"
     assert project.events(job_id).count("cancel_requested") == 1
     assert project.events(job_id).count("cancelled") == 1
 
