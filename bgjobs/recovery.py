@@ -82,7 +82,13 @@ def settle_lost(rt: Runtime, job: Job, reason: str) -> Job | None:
         traceback=None,
         pid=job.runner_pid,
     )
-    if retry_at is not None:
+    log_next_step(log, job, done, f"after {job.attempt} attempt(s)", "RunnerLost", reason)
+    return done
+
+
+def log_next_step(log, job: Job, done: Job, why: str, exception: str | None, error: str | None) -> None:
+    """After a failed attempt of `job` (now `done`): log the retry, or the failure."""
+    if done.status is Status.RETRYING:
         log.emit(
             "retry_scheduled",
             level="WARNING",
@@ -96,9 +102,8 @@ def settle_lost(rt: Runtime, job: Job, reason: str) -> Job | None:
             "failed",
             level="ERROR",
             job=done,
-            message=f"job {job.id} failed after {job.attempt} attempt(s): {reason}",
-            exception="RunnerLost",
-            error=reason,
-            traceback=None,
+            message=f"job {job.id} failed {why}: {error}",
+            exception=exception,
+            error=error,
+            duration=done.duration,
         )
-    return done

@@ -18,6 +18,7 @@ import time
 
 from . import attempt, procs
 from .job import Job
+from .recovery import log_next_step
 from .runtime import Runtime, open_runtime
 from .spawner import LOCK_FD_ENV
 
@@ -224,9 +225,8 @@ class Runner:
         done = store.fail_attempt(job.id, retry_at=retry_at, **outcome)
         if done is None:
             return store.get(job.id)
-        event = info.get("event", "attempt_failed")
         log.emit(
-            event,
+            info.get("event", "attempt_failed"),
             level="ERROR",
             job=done,
             message=f"job {job.id} attempt {job.attempt} failed: {info.get('error')}",
@@ -236,26 +236,8 @@ class Runner:
             exit_code=exit_code,
             exit_signal=exit_signal,
         )
-        if retry_at is not None:
-            log.emit(
-                "retry_scheduled",
-                level="WARNING",
-                job=done,
-                message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
-                f"(attempt {job.attempt + 1} of {job.max_attempts})",
-                delay=job.next_retry_delay(),
-            )
-        else:
-            why = "not retried" if permanent else f"after {job.attempt} attempt(s)"
-            log.emit(
-                "failed",
-                level="ERROR",
-                job=done,
-                message=f"job {job.id} failed {why}: {info.get('error')}",
-                exception=info.get("exception"),
-                error=info.get("error"),
-                duration=done.duration,
-            )
+        why = "not retried" if permanent else f"after {job.attempt} attempt(s)"
+        log_next_step(log, job, done, why, info.get("exception"), info.get("error"))
         return done
 
 
