@@ -95,8 +95,8 @@ def job_counts(*, config: _ConfigArg = None, since: float | None = None) -> dict
 
 
 def retry_job(job_id: int, *, source: str = "api", user: str | None = None, config: _ConfigArg = None) -> Job:
-    """Launch a new job with the same class, method, params and priority as
-    job `job_id` (re-validated against today's allowlist)."""
+    """Launch a new job with the same class, method, params, priority, retries,
+    retry delay and timeout as job `job_id` (re-validated against today's allowlist)."""
     rt = open_runtime(config)
     old = rt.store.get(int(job_id))
     if old is None:
@@ -107,6 +107,9 @@ def retry_job(job_id: int, *, source: str = "api", user: str | None = None, conf
         old.method,
         old.params,
         priority=old.priority,
+        max_retries=old.max_attempts - 1,
+        retry_delay=old.retry_delay,
+        timeout=old.timeout,
         source=source,
         user=user,
         retry_of=old.id,

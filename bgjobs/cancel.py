@@ -16,7 +16,7 @@ from .errors import AlreadyFinal, CancelInProgress, NoSuchJob
 from .job import Job, Status
 from .runtime import Runtime
 
-MARGIN = 5.0  # seconds past the grace before we stop the attempt ourselves
+MARGIN = recovery.STUCK_MARGIN  # seconds past the grace before we stop the attempt ourselves
 
 
 class CancelResult(namedtuple("CancelResult", "job waited")):
@@ -135,6 +135,5 @@ def _wait_final(rt: Runtime, job_id: int, limit: float, resignal: bool = False) 
 def _force(rt: Runtime, job: Job) -> Job:
     """The runner did not finish in grace + margin: kill the attempt group and
     the runner ourselves, then let reconcile record the cancel."""
-    recovery.stop_leftovers(job)
-    procs.signal_verified(job.runner_pid, job.runner_start, signal.SIGKILL, group=False)
+    recovery.force_stop(job)
     return _wait_final(rt, job.id, MARGIN)

@@ -17,14 +17,23 @@ from . import procs
 from .job import Job, Status
 from .runtime import Runtime
 
+# Seconds past a cancel's grace period before reconcile stops the job itself.
+STUCK_MARGIN = 5.0
+
 
 def reconcile(rt: Runtime) -> list[Job]:
     """Settle every running job whose runner died. Returns the settled jobs."""
     settled = []
+    now = time.time()
     for job in rt.store.jobs_in(Status.RUNNING):
         fd = procs.open_lock(rt.lock_path(job.id))
         try:
             if not procs.try_lock(fd):
+                if (
+                    job.cancel_requested_at
+                    and now > job.cancel_requested_at + job.cancel_grace + STUCK_MARGIN
+                ):
+                    force_stop(job)  # the runner is alive but did not stop in time
                 continue  # its runner is alive
             current = rt.store.get(job.id)
             if current is None or current.status is not Status.RUNNING:
@@ -36,6 +45,13 @@ def reconcile(rt: Runtime) -> list[Job]:
         finally:
             os.close(fd)
     return settled
+
+
+def force_stop(job: Job) -> None:
+    """SIGKILL a cancelled job's attempt group and its runner (both verified), for a
+    runner that missed its grace period. The next reconcile records the cancel."""
+    stop_leftovers(job)
+    procs.signal_verified(job.runner_pid, job.runner_start, signal.SIGKILL, group=False)
 
 
 def stop_leftovers(job: Job) -> None:

@@ -16,6 +16,8 @@ import time
 from .config import Config
 
 LOCK_FD_ENV = "BGJOBS_LOCK_FD"
+# Secrets of the caller that a job has no business seeing.
+PRIVATE_ENV = ("BGJOBS_DASHBOARD_PASSWORD",)
 
 
 class LocalSpawner:
@@ -29,6 +31,8 @@ class LocalSpawner:
         env["BGJOBS_CONFIG"] = str(self.config.path)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.config.root), env.get("PYTHONPATH")) if p)
         env.pop(LOCK_FD_ENV, None)
+        for name in PRIVATE_ENV:
+            env.pop(name, None)
         if lock_fd is not None:
             env[LOCK_FD_ENV] = str(lock_fd)
         return env

@@ -259,3 +259,24 @@ def test_sigterm_inside_job_raises_job_cancelled_in_sleep(project, tmp_path):
     job = project.wait_final(job_id)
     assert sentinel.exists()
     assert job.status.value == "failed" and job.exception == "JobCancelled"
+
+
+@pytest.mark.slow
+def test_non_blocking_cancel_of_a_hung_runner_still_ends_cancelled(project, tmp_path):
+    ready = tmp_path / "ready"
+    job_id = project.submit("ignore_term", str(ready))
+    wait_until(ready.exists)
+    job = project.job(job_id)
+    os.kill(job.runner_pid, signal.SIGSTOP)  # the runner hangs: it cannot act on the cancel
+    try:
+        result = api.cancel_job(job_id, grace=0.2, wait=False, config=project.config_path)
+        assert result.job.status.value == "running" and result.job.cancel_requested_at
+        # Any later reconcile (here: the test's dispatches) stops it after grace + margin.
+        done = project.wait_final(job_id, timeout=30)
+        assert done.status.value == "cancelled"
+        wait_until(lambda: not _alive(job.pid), timeout=5, what="the attempt to die")
+    finally:
+        try:
+            os.kill(job.runner_pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass

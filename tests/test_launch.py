@@ -439,3 +439,12 @@ def test_parsed_config_is_cached_until_the_file_changes(project, tmp_path, monke
     project.config_path.write_text("max_concurrent: [\n")
     out, proc = load()
     assert proc.returncode != 0 and "malformed YAML" in proc.stderr
+
+
+def test_callers_secrets_do_not_reach_the_job(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("BGJOBS_DASHBOARD_PASSWORD", "hunter2")
+    out = tmp_path / "env.json"
+    job_id = project.submit("dump_env", str(out))
+    project.wait_final(job_id)
+    names = json.loads(out.read_text())
+    assert "BGJOBS_DASHBOARD_PASSWORD" not in names and "BGJOBS_LOCK_FD" not in names
