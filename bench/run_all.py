@@ -23,6 +23,7 @@ A peer that is missing is skipped with a note in its table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -47,6 +48,19 @@ def git(*args: str) -> str:
                               timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
+
+
+def code_fingerprint() -> str:
+    """A hash of the code the benchmarks measure (bgjobs/, jobs/, the console
+    scripts' config): the tree is shared, so it may change during a run."""
+    h = hashlib.sha1()
+    files = sorted([*REPO.glob("bgjobs/**/*.py"), *REPO.glob("jobs/*.py"), REPO / "pyproject.toml"])
+    for f in files:
+        try:
+            h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+        except OSError:
+            pass
+    return h.hexdigest()[:12]
 
 
 def machine() -> str:
@@ -116,6 +130,8 @@ def run_script(script: Path, quick: bool, timeout: float) -> dict:
 
 def section(result: dict) -> str:
     head = f"## {result['script']}\n\n"
+    if result.get("changed"):
+        head += "**The code under bgjobs/ changed while this script ran: these figures mix two versions.**\n\n"
     out = result["stdout"].strip()
     if result["code"] != 0:
         tail = "\n".join(result["stderr"].strip().splitlines()[-15:])
@@ -186,14 +202,27 @@ def main() -> int:
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--", "bgjobs", "jobs", "config.yaml", "pyproject.toml")
     load0 = os.getloadavg()
-    results = [run_script(s, args.quick, args.timeout) for s in scripts]
+    fingerprint = code_fingerprint()
+    results = []
+    for script in scripts:
+        before = code_fingerprint()
+        result = run_script(script, args.quick, args.timeout)
+        result["changed"] = code_fingerprint() != before
+        if result["changed"]:
+            print(f"!! bgjobs/ changed while {script.name} ran: its figures mix two versions",
+                  file=sys.stderr)
+        results.append(result)
     load1 = os.getloadavg()
+    changed = code_fingerprint() != fingerprint
 
     head = [
         f"**{started}**{' — ' + args.label if args.label else ''}",
         "",
         f"- code: commit `{commit}`" + (" with uncommitted changes in bgjobs/ (the tree as it was)"
-                                        if dirty else ""),
+                                        if dirty else "") + f", code fingerprint `{fingerprint}`",
+        *([f"- **warning: the code changed during this run** (now `{code_fingerprint()}`), in: "
+           f"{', '.join(r['script'] for r in results if r['changed']) or 'between scripts'}; "
+           "re-run before trusting a comparison"] if changed else []),
         f"- machine: {machine()}; shared with other work, so expect noise",
         f"- load average (1 min): {load0[0]:.2f} before, {load1[0]:.2f} after",
         f"- `{' '.join(['bench/run_all.py'] + (['--quick'] if args.quick else []) + (['--only', args.only] if args.only else []))}`"
