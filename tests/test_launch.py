@@ -393,7 +393,7 @@ def test_unwritable_log_does_not_kill_the_job(project):
     logs.mkdir()
     (logs / "background_jobs.log").mkdir()  # a directory where the file should be
     job_id = project.submit("ok")
-    assert project.wait_final(job_id).status.value == "succeeded"
+    assert project.wait_status(job_id, "succeeded", "failed").status.value == "succeeded"
 
 
 def test_core_does_not_import_pandas_or_streamlit(project):
