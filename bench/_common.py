@@ -127,6 +127,9 @@ class BenchProject:
         # bgjobs from source; the cache goes to the temp project, not the repo.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(self.root / "pycache")
+        # bgjobs caches the parsed config.yaml (by default under ~/.cache);
+        # keep that in the temp project too, so nothing is left behind.
+        env["BGJOBS_CACHE_DIR"] = str(self.root / "cache")
         return env
 
     def env(self, **changes: str | None) -> dict[str, str]:
