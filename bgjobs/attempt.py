@@ -20,7 +20,7 @@ from .errors import RejectedError
 MAX_REPORT = 60 * 1024  # stays below a pipe's buffer, so the write never blocks
 
 
-def child_main(rt, job, result_fd: int, parent: int) -> None:
+def child_main(rt, job, result_fd: int, progress_fd: int, parent: int) -> None:
     code, report = 1, {"ok": False}
     try:
         os.setpgid(0, 0)
@@ -41,7 +41,7 @@ def child_main(rt, job, result_fd: int, parent: int) -> None:
             getattr(owner if not isinstance(owner, type) else owner, "cooperative_cancel", False)
         )
         ctx = context.JobContext(job.id, job.attempt, job.max_attempts, job.class_path, job.method)
-        context.enter(ctx, rt.store, cooperative=cooperative)
+        context.enter(ctx, context.ProgressPipe(progress_fd), cooperative=cooperative)
         result = func(*job.params)
         if hasattr(result, "__await__"):
             import asyncio

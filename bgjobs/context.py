@@ -78,6 +78,23 @@ def flush_progress() -> None:
         pass
 
 
+class ProgressPipe:
+    """Sends progress to the runner as JSON lines; drops an update rather than
+    block when the runner is slow to read (the next one supersedes it)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:
+        import json
+        import os
+
+        try:
+            os.write(self.fd, json.dumps([fraction, message]).encode() + b"\n")
+        except (BlockingIOError, BrokenPipeError):
+            pass
+
+
 def _on_sigterm(signum, frame) -> None:
     global _cancelled
     first = not _cancelled
@@ -87,7 +104,8 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def enter(ctx: JobContext, store, *, cooperative: bool) -> None:
-    """Called once in the attempt process before the job's method runs."""
+    """Called once in the attempt process before the job's method runs. `store`
+    is where progress goes: anything with set_progress(job_id, fraction, message)."""
     global _current, _store, _raise_on_cancel
     _current, _store, _raise_on_cancel = ctx, store, not cooperative
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import namedtuple
-from datetime import UTC, datetime
 from enum import Enum
 
 
@@ -37,7 +36,9 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ISO 8601 UTC with milliseconds (the log's format)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    from .eventlog import utc_iso
+
+    return utc_iso(ts)
 
 
 # The columns of a job row, in order (class is `class_path` here).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 
 from . import allowlist, procs, recovery
 from .errors import RejectedError
@@ -25,7 +24,7 @@ def submit(
     *,
     priority: int | None = None,
     delay: float | None = None,
-    at: str | float | datetime | None = None,
+    at=None,
     max_retries: int | None = None,
     retry_delay: float | None = None,
     timeout: float | None = None,
@@ -130,10 +129,11 @@ def claim(rt: Runtime, limit: int | None = None) -> list[tuple[Job, int]]:
     return rt.store.claim_due(max_running=config.max_concurrent, class_limits=limits, accept=take_lock)
 
 
-def ensure_waker(rt: Runtime) -> None:
-    """Start the waker if jobs are active and none runs. The waker is the only
-    timer: it starts delayed jobs and retries on time, then exits when idle."""
-    if not rt.store.has_active():
+def ensure_waker(rt: Runtime, *, watch_running: bool = False) -> None:
+    """Start the waker if jobs wait (or, with `watch_running`, run) and none
+    runs. The waker is the only timer: it starts delayed jobs and retries on
+    time, reconciles lost runners each second, and exits when idle."""
+    if not (rt.store.has_waiting() or (watch_running and rt.store.has_active())):
         return
     fd = procs.open_lock(rt.waker_lock)
     try:
@@ -198,6 +198,8 @@ def _start_time(delay, at) -> float:
         return now
     if isinstance(at, (int, float)) and not isinstance(at, bool):
         return float(at)
+    from datetime import datetime
+
     if isinstance(at, str):
         try:
             at = datetime.fromisoformat(at.replace("Z", "+00:00"))

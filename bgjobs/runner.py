@@ -83,24 +83,33 @@ class Runner:
 
     def _run_attempt(self, job: Job) -> Job | None:
         result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        progress_r, progress_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(progress_r, False)
+        os.set_blocking(progress_w, False)  # a job never blocks on its progress
         sys.stdout.flush()
         sys.stderr.flush()
-        self.rt.store.close()  # never carry a SQLite connection across fork
         self.rt.log.close()
         me = os.getpid()
+        # The child never touches the store: SQLite connections must not cross
+        # a fork, so progress comes back to us on a pipe and we write it.
         pid = os.fork()
         if pid == 0:
             os.close(result_r)
+            os.close(progress_r)
             os.close(self.lock_fd)  # the lock is the runner's alone
             os.close(self.wake_r)
-            attempt.child_main(self.rt, job, result_w, parent=me)  # never returns
+            attempt.child_main(self.rt, job, result_w, progress_w, parent=me)  # never returns
         os.close(result_w)
+        os.close(progress_w)
+        self.progress_r, self._partial = progress_r, b""
         try:
             os.setpgid(pid, pid)  # also done in the child; whichever runs first
         except OSError:
             pass
         self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
         outcome, status, stop = self._wait(job, pid)
+        self._apply_progress(job)
+        os.close(progress_r)
         report = _read_all(result_r)
         os.close(result_r)
         try:
@@ -125,12 +134,22 @@ class Runner:
                 wake.append(deadline)
             if kill_at:
                 wake.append(kill_at)
-            ready, _, _ = select.select([pidfd, self.wake_r], [], [], max(0.0, min(wake) - now))
+            ready, _, _ = select.select(
+                [pidfd, self.wake_r, self.progress_r], [], [], max(0.0, min(wake) - now)
+            )
             if pidfd in ready:
                 break
+            if self.progress_r in ready:
+                self._apply_progress(job)
             _drain(self.wake_r)
             now = time.monotonic()
             if not stop and (self.sigterm or now >= next_poll):
+                if now >= next_poll and next_poll == started + POLL:
+                    # A job that runs this long gets a watchdog: the waker
+                    # reconciles each second, in case this runner dies.
+                    from .launcher import ensure_waker
+
+                    ensure_waker(self.rt, watch_running=True)
                 next_poll = now + POLL
                 row = self.rt.store.get(job.id)
                 if self.sigterm and row.cancel_requested_at is None:
@@ -157,6 +176,19 @@ class Runner:
             _killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         return None, status, stop
+
+    def _apply_progress(self, job: Job) -> None:
+        """Store the latest progress line the attempt sent, if any."""
+        data = self._partial + _read_all(self.progress_r)
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in reversed(lines):
+            try:
+                fraction, message = json.loads(line)
+            except (ValueError, TypeError):
+                continue
+            self.rt.store.set_progress(job.id, fraction, message)
+            return
 
     # --- outcomes ---------------------------------------------------------
 

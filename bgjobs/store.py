@@ -195,6 +195,14 @@ class Store:
         )
         return row is not None
 
+    def has_waiting(self) -> bool:
+        row = (
+            self._conn()
+            .execute("SELECT 1 FROM jobs WHERE status IN (?, ?) LIMIT 1", _IN["waiting"])
+            .fetchone()
+        )
+        return row is not None
+
     def next_due(self) -> float | None:
         """The earliest start time of a waiting job, or None when none waits."""
         row = (

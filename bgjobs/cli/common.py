@@ -30,11 +30,25 @@ EXIT_CODES_HELP = f"""exit codes:
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter imports shutil (and with it bz2 and lzma) only to
+    learn the terminal width; every console script builds one at start-up."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None) -> None:
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS") or os.get_terminal_size().columns)
+            except (OSError, ValueError):
+                width = 80
+            width -= 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but usage errors say what to do and exit with EXIT_USAGE."""
 
     def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", _Formatter)
         kwargs.setdefault("epilog", EXIT_CODES_HELP)
         super().__init__(**kwargs)
         self.add_argument(
