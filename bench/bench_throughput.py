@@ -34,6 +34,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,11 +93,14 @@ class Ours:
 
         self.api, self.proj = api, proj
         self.succeeded = 0
+        self.runners: list[float] = []  # runner processes started per round
+        self.runners_queued: list[float] = []
 
     def run(self, n: int) -> float:
         api, cfg = self.api, self.proj.config_path
         t0 = time.perf_counter()
-        for _ in range(n):
+        first = api.run_background_job("jobs.noop.Noop", "run", config=cfg)
+        for _ in range(n - 1):
             api.run_background_job("jobs.noop.Noop", "run", config=cfg)
         while True:
             counts = api.job_counts(config=cfg)
@@ -108,7 +112,46 @@ class Ours:
         self.succeeded = counts.get("succeeded", 0)
         if ok != n:
             raise RuntimeError(f"bgjobs: {ok} of {n} jobs succeeded: {counts}")
+        self.runners.append(self.runner_count(first))
         return n / dt
+
+    def run_queued(self, n: int) -> float:
+        """N jobs queued first (no dispatch), then released with one dispatch:
+        the runners can chain through a full queue. Timed from the release."""
+        from bgjobs import launcher
+        from bgjobs.runtime import open_runtime
+
+        api, cfg = self.api, self.proj.config_path
+        first = api.submit("jobs.noop.Noop", "run", config=cfg, dispatch_now=False).id
+        for _ in range(n - 1):
+            api.submit("jobs.noop.Noop", "run", config=cfg, dispatch_now=False)
+        t0 = time.perf_counter()
+        launcher.dispatch(open_runtime(cfg))
+        while True:
+            counts = api.job_counts(config=cfg)
+            if not any(counts.get(s, 0) for s in ("queued", "running", "retrying")):
+                break
+            time.sleep(0.01)
+        dt = time.perf_counter() - t0
+        ok = counts.get("succeeded", 0) - self.succeeded
+        self.succeeded = counts.get("succeeded", 0)
+        if ok != n:
+            raise RuntimeError(f"bgjobs: {ok} of {n} jobs succeeded: {counts}")
+        self.runners_queued.append(self.runner_count(first))
+        return n / dt
+
+    def runner_count(self, first_id: int) -> int:
+        """Runner processes that ran the jobs from `first_id` on. A runner takes
+        the next due job itself, so one per slot would be ideal."""
+        import sqlite3
+
+        db = self.proj.root / "state" / "jobs.sqlite3"
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COUNT(DISTINCT runner_pid) FROM jobs WHERE id >= ?",
+                                (first_id,)).fetchone()[0]
+        finally:
+            conn.close()
 
 
 # --- RQ ------------------------------------------------------------------------------
@@ -390,7 +433,8 @@ def main() -> int:
     with BenchProject("throughput", keep=args.keep, max_concurrent=CPUS) as proj:
         ours = Ours(proj)
         env = proj.env()
-        cases = {"ours": lambda: ours.run(n), "limit": lambda: run_limit(n, env, proj.root)}
+        cases = {"ours": lambda: ours.run(n), "limit": lambda: run_limit(n, env, proj.root),
+                 "ours queued": lambda: ours.run_queued(n)}
         try:
             for peer_cls in (RQPeer, CeleryPeer, TspPeer):
                 why = peer_cls.missing()
@@ -416,6 +460,16 @@ def main() -> int:
     for peer in peers:
         report.compare(f"3. throughput: ours vs {peer.name} ({peer.version})",
                        s["ours"], s[peer.name], fmt_rate)
+    report.compare(f"(info) ours with all {n} jobs queued first, then released: from the release "
+                   "to all final, vs the limit", s["ours queued"], s["limit"], fmt_rate,
+                   higher_is_better=True)
+    for label, runners in (("submitted one by one", ours.runners[-rounds:]),
+                           ("queued first", ours.runners_queued[-rounds:])):
+        if runners:
+            report.note(f"Runner processes bgjobs started for {n} jobs {label}: "
+                        f"{statistics.median(runners):.0f} (median; range {min(runners)}–{max(runners)}). "
+                        f"With {CPUS} slots, {CPUS} runners that each take the next due job "
+                        "themselves would be the ideal.")
     for why in notes:
         report.row(f"3. throughput: {why.split(':')[0]}", describe(s["ours"], fmt_rate), "—", None)
         report.note(why)
