@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import traceback
 
 from . import allowlist, context, procs
 from .errors import RejectedError
@@ -94,6 +93,8 @@ def _error_report(exc: BaseException) -> dict:
     if isinstance(exc, RejectedError):
         tb = None
     else:
+        import traceback
+
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {
         "ok": False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import allowlist, procs, recovery
+from . import procs, recovery
 from .errors import RejectedError
 from .job import Job
 from .runtime import Runtime
@@ -35,6 +35,8 @@ def submit(
 ) -> Job:
     """Validate, insert a queued row, and dispatch. Refusals raise RejectedError
     and are logged as `rejected`; no row and no process exist for them."""
+    from . import allowlist
+
     config = rt.config
     try:
         spec = allowlist.validate(config, job, method, params)
@@ -151,6 +153,8 @@ def _iso(ts: float) -> str:
 
 
 def _class_name(job) -> str:
+    from . import allowlist
+
     try:
         return allowlist.class_path_of(job)
     except RejectedError:

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from . import attempt, procs
+from . import procs
 from .job import Job
 from .recovery import log_next_step
 from .runtime import Runtime, open_runtime
@@ -98,6 +98,8 @@ class Runner:
             os.close(progress_r)
             os.close(self.lock_fd)  # the lock is the runner's alone
             os.close(self.wake_r)
+            from . import attempt  # imported here: the runner itself stays small
+
             attempt.child_main(self.rt, job, result_w, progress_w, parent=me)  # never returns
         os.close(result_w)
         os.close(progress_w)
