@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import EXIT_JOB_FAILED, AlreadyFinal, CancelInProgress
-from .common import Parser, local_user, print_json, run
+from .common import Parser, exit_now, local_user, print_json, run
 
 
 def build_parser() -> Parser:
@@ -55,5 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(body)
 
 
+def console() -> None:
+    """The console script's entry point."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -77,6 +77,19 @@ def run(func: Callable[[], int]) -> int:
         return EXIT_OK
 
 
+def exit_now(code: int) -> None:
+    """Leave at once with `code`, once output is flushed. Everything a command
+    changes is committed when it returns; the interpreter's teardown (and the
+    checkpoint SQLite runs when the last connection closes) would only add to
+    the wait of whoever called the command."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=None, default=str))
 

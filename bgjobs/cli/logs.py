@@ -37,16 +37,28 @@ def build_parser() -> Parser:
     )
     p.add_argument("job_id", metavar="ID", type=int, nargs="?", help="only the records of this job")
     p.add_argument("--errors", action="store_true", help="read the errors log (ERROR records only)")
-    p.add_argument("--follow", "-f", action="store_true",
-                   help="after the records so far, print new ones as they are written, across "
-                   "rotation, until Ctrl-C (exit 130) or SIGTERM (exit 143)")
-    p.add_argument("--since", metavar="T",
-                   help="only records at or after T: an ISO time (UTC unless it has an offset) "
-                   "or a duration back from now, like 90s, 10m, 2h, 1d")
+    p.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="after the records so far, print new ones as they are written, across "
+        "rotation, until Ctrl-C (exit 130) or SIGTERM (exit 143)",
+    )
+    p.add_argument(
+        "--since",
+        metavar="T",
+        help="only records at or after T: an ISO time (UTC unless it has an offset) "
+        "or a duration back from now, like 90s, 10m, 2h, 1d",
+    )
     p.add_argument("--level", metavar="L", help="only records at level L or above: INFO, WARNING, ERROR")
     p.add_argument("--json", action="store_true", help="print each record as one line of JSON")
-    p.add_argument("--interval", type=float, default=0.25, metavar="SECONDS",
-                   help="how often --follow looks for new records (default 0.25)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="how often --follow looks for new records (default 0.25)",
+    )
     return p
 
 
@@ -101,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 class Printer:
     """Prints the records that pass the filters, as text or JSON lines."""
 
-    def __init__(self, *, as_json: bool, job_id: int | None, since: datetime | None,
-                 min_level: str | None) -> None:
+    def __init__(
+        self, *, as_json: bool, job_id: int | None, since: datetime | None, min_level: str | None
+    ) -> None:
         from ..logread import matches
 
         self.as_json = as_json
@@ -126,8 +139,10 @@ def format_record(record: dict) -> str:
     traceback indented below."""
     job_id = record.get("job_id")
     job = f"job {job_id}" if job_id is not None else "-"
-    line = (f"{record.get('ts') or '-':<24} {record.get('level') or '-':<7} {job:>8}  "
-            f"{record.get('event') or '-':<16} {record.get('message') or ''}")
+    line = (
+        f"{record.get('ts') or '-':<24} {record.get('level') or '-':<7} {job:>8}  "
+        f"{record.get('event') or '-':<16} {record.get('message') or ''}"
+    )
     traceback = record.get("traceback")
     if isinstance(traceback, str) and traceback.strip():
         line += "\n" + "\n".join("    " + t for t in traceback.rstrip("\n").splitlines())

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import EXIT_JOB_FAILED, EXIT_OK
-from .common import Parser, local_user, print_json, run
+from .common import Parser, exit_now, local_user, print_json, run
 
 
 def build_parser() -> Parser:
@@ -83,5 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     return run(body)
 
 
+def console() -> None:
+    """The console script's entry point."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 from ..job import Job, iso
-from .common import Parser, print_json, run
+from .common import Parser, exit_now, print_json, run
 
 STATUS_CHOICES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 
@@ -112,5 +111,10 @@ def describe(job: Job) -> str:
     return "\n".join(lines)
 
 
+def console() -> None:
+    """The console script's entry point."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
