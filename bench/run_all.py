@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -180,7 +181,15 @@ def earlier_runs(old: str) -> list[str]:
                                           old, flags=re.S)]
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    # Stopping run_all (Ctrl-C, or SIGTERM; a shell's `&` ignores SIGINT) stops
+    # the script it runs with SIGTERM, so that script's cleanup runs too.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer rounds (scripts that support it)")
