@@ -89,6 +89,11 @@ class Runner:
         sys.stdout.flush()
         sys.stderr.flush()
         self.rt.log.close()
+        # Loaded once here rather than in every forked attempt (ctypes alone
+        # costs an attempt 4 ms; children share these pages copy-on-write).
+        from . import attempt
+
+        procs.load_prctl()
         me = os.getpid()
         # The child never touches the store: SQLite connections must not cross
         # a fork, so progress comes back to us on a pipe and we write it.
@@ -98,8 +103,6 @@ class Runner:
             os.close(progress_r)
             os.close(self.lock_fd)  # the lock is the runner's alone
             os.close(self.wake_r)
-            from . import attempt  # imported here: the runner itself stays small
-
             attempt.child_main(self.rt, job, result_w, progress_w, parent=me)  # never returns
         os.close(result_w)
         os.close(progress_w)
