@@ -71,7 +71,7 @@ def wait_for(job_id: int, *, timeout: float | None = None, config: _ConfigArg = 
     """Block until the job is final; returns it. Raises WaitTimeout."""
     rt = open_runtime(config)
     deadline = None if timeout is None else time.monotonic() + timeout
-    pause, last_dispatch = 0.01, time.monotonic()
+    pause, last_dispatch = 0.002, time.monotonic()
     while True:
         job = rt.store.get(int(job_id))
         if job is None:
@@ -85,7 +85,7 @@ def wait_for(job_id: int, *, timeout: float | None = None, config: _ConfigArg = 
             launcher.dispatch(rt)  # settle a lost runner, start a due retry
             last_dispatch = now
         time.sleep(pause)
-        pause = min(pause * 1.5, 0.2)
+        pause = min(pause * 1.5, 0.05)
 
 
 def job_counts(*, config: _ConfigArg = None, since: float | None = None) -> dict[str, int]:
