@@ -24,7 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The code to measure: by default the work tree; bench/run_all.py sets
+# BENCH_CODE_DIR to a snapshot of HEAD (bgjobs/ and jobs/), so that edits made
+# while the benchmarks run cannot mix two versions into one table. It goes
+# first on sys.path here and on PYTHONPATH for every process a benchmark starts
+# (job-run, runners, attempts), ahead of the editable install.
+CODE_DIR = os.environ.get("BENCH_CODE_DIR") or str(REPO)
 sys.path.insert(0, str(REPO))
+if CODE_DIR != str(REPO):
+    sys.path.insert(0, CODE_DIR)
 
 _venv_bin = REPO / ".venv" / "bin"
 BIN = _venv_bin if (_venv_bin / "python").exists() else Path(sys.executable).parent
@@ -119,7 +127,8 @@ class BenchProject:
     def _make_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["BGJOBS_CONFIG"] = str(self.config_path)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.root), env.get("PYTHONPATH")) if p)
+        code = CODE_DIR if CODE_DIR != str(REPO) else None
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.root), code, env.get("PYTHONPATH")) if p)
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env.pop("BGJOBS_LOCK_FD", None)
         # Benchmark what a user gets: Python caches bytecode. This machine sets
@@ -131,6 +140,16 @@ class BenchProject:
         # keep that in the temp project too, so nothing is left behind.
         env["BGJOBS_CACHE_DIR"] = str(self.root / "cache")
         return env
+
+    def code_note(self) -> str:
+        """Where the processes a benchmark starts import bgjobs from (checked)."""
+        out = subprocess.run([PY, "-c", "import bgjobs; print(bgjobs.__file__)"], env=self._env,
+                             cwd=self.root, capture_output=True, text=True).stdout.strip()
+        where = Path(out).parent.parent if out else Path("?")
+        if str(where) != CODE_DIR:
+            raise RuntimeError(f"benchmark processes import bgjobs from {where}, not {CODE_DIR}")
+        return ("bgjobs measured from a snapshot of HEAD" if CODE_DIR != str(REPO)
+                else "bgjobs measured from the work tree")
 
     def env(self, **changes: str | None) -> dict[str, str]:
         env = dict(self._env)

@@ -50,6 +50,7 @@ def main() -> int:
     )
     seen: dict[str, list[float]] = {"cli": [], "api": []}
     with BenchProject("cancel", keep=args.keep) as proj:
+        code = proj.code_note()
         proj.enter()
         from bgjobs import api
 
@@ -101,7 +102,7 @@ def main() -> int:
         seen["cli"], s["pass"])
     add("(info) `cancel_job()` call → the job sees cancel_requested(), vs `python -c pass`",
         seen["api"], s["pass"])
-    report.note(f"IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
+    report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0
 

@@ -51,6 +51,7 @@ def main() -> int:
         f"{rounds} interleaved rounds after one warm-up; each case starts on an idle project.",
     )
     with BenchProject("launch", keep=args.keep) as proj:
+        code = proj.code_note()
         proj.enter()
         from bgjobs import api
 
@@ -142,7 +143,7 @@ def main() -> int:
         "machine and in CI)", s2["job-run nocache"], s2["pass nocache"])
     report.note("Children run with bytecode caching on (PYTHONPYCACHEPREFIX in the temp project), "
                 "as a user's machine has it; the last row shows the sandbox's setting.")
-    report.note(f"IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
+    report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0
 

@@ -124,6 +124,7 @@ def main() -> int:
                                      "runner anon": [], "bare anon": [], "pair": [],
                                      "runner uss": []}
     with BenchProject("memory", keep=args.keep) as proj:
+        code = proj.code_note()
         proj.enter()
         from bgjobs import api
 
@@ -196,7 +197,7 @@ def main() -> int:
                 "the pages they still share copy-on-write count in neither USS. The goal's USS row "
                 "charges them to the runner (from /proc/PID/pagemap and /proc/kpagecount, "
                 "which need root; without it the row falls back to psutil's USS).")
-    report.note(f"IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
+    report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0
 

@@ -431,6 +431,7 @@ def main() -> int:
     )
     peers, notes = [], []
     with BenchProject("throughput", keep=args.keep, max_concurrent=CPUS) as proj:
+        code = proj.code_note()
         ours = Ours(proj)
         env = proj.env()
         cases = {"ours": lambda: ours.run(n), "limit": lambda: run_limit(n, env, proj.root),
@@ -479,7 +480,7 @@ def main() -> int:
                 "itself; RQ forks a work horse per job from a warm worker; Celery runs every "
                 "job in the same long-lived pool processes (no isolation between jobs); "
                 "task-spooler runs a fresh interpreter per job, like the limit.")
-    report.note(f"IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
+    report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0
 

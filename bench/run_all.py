@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,17 +52,29 @@ def git(*args: str) -> str:
         return ""
 
 
-def code_fingerprint() -> str:
-    """A hash of the code the benchmarks measure (bgjobs/, jobs/, the console
-    scripts' config): the tree is shared, so it may change during a run."""
+def code_fingerprint(root: Path = REPO) -> str:
+    """A hash of the code the benchmarks measure (bgjobs/ and jobs/)."""
     h = hashlib.sha1()
-    files = sorted([*REPO.glob("bgjobs/**/*.py"), *REPO.glob("jobs/*.py"), REPO / "pyproject.toml"])
-    for f in files:
+    for f in sorted([*root.glob("bgjobs/**/*.py"), *root.glob("jobs/*.py")]):
         try:
-            h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
         except OSError:
             pass
     return h.hexdigest()[:12]
+
+
+def snapshot(commit: str) -> Path:
+    """bgjobs/ and jobs/ as of `commit`, in a temp folder: the code to measure.
+    The work tree is shared and changes; a snapshot keeps one run one version."""
+    import io
+    import tarfile
+
+    folder = Path(tempfile.mkdtemp(prefix="bgjobs-bench-code-"))
+    data = subprocess.run(["git", "archive", "--format=tar", commit, "bgjobs", "jobs"], cwd=REPO,
+                          capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
 
 
 def machine() -> str:
@@ -76,7 +89,7 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def run_script(script: Path, quick: bool, timeout: float) -> dict:
+def run_script(script: Path, quick: bool, timeout: float, env: dict) -> dict:
     try:  # which of our flags does it take? (others' scripts may take neither)
         text = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True,
                               text=True, timeout=60).stdout
@@ -93,7 +106,7 @@ def run_script(script: Path, quick: bool, timeout: float) -> dict:
     print(f"== {script.name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     err_lines: list[str] = []
 
     def tee() -> None:  # show progress as it comes, keep it for the report
@@ -197,6 +210,10 @@ def main() -> int:
     p.add_argument("--label", help="a few words on what this run measures, e.g. 'after fix X'")
     p.add_argument("--out", type=Path, default=DOC, help=f"the page to write (default {DOC.relative_to(REPO)})")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per script (default 1800)")
+    p.add_argument("--commit", default="HEAD",
+                   help="measure bgjobs/ and jobs/ as of this commit (default HEAD), from a snapshot")
+    p.add_argument("--work-tree", action="store_true",
+                   help="measure the work tree as it is instead (edits during the run mix versions)")
     args = p.parse_args()
 
     scripts = sorted(HERE.glob("bench_*.py"))
@@ -208,34 +225,51 @@ def main() -> int:
         return 2
 
     started = time.strftime("%Y-%m-%d %H:%M %Z")
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "bgjobs", "jobs", "config.yaml", "pyproject.toml")
+    env = dict(os.environ)
+    code_dir = None
+    if args.work_tree:
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        dirty = git("status", "--porcelain", "--", "bgjobs", "jobs")
+        code_line = (f"- code: the work tree at commit `{commit}`"
+                     + (" with uncommitted changes in bgjobs/ or jobs/" if dirty else ""))
+        fingerprint = code_fingerprint()
+    else:
+        commit = git("rev-parse", "--short", args.commit) or args.commit
+        code_dir = snapshot(args.commit)
+        env["BENCH_CODE_DIR"] = str(code_dir)
+        fingerprint = code_fingerprint(code_dir)
+        subject = git("log", "-1", "--format=%s", args.commit)
+        code_line = (f"- code: bgjobs/ and jobs/ as of commit `{commit}` ({subject[:90]}), from a "
+                     "snapshot (scripts built on bench/_common.py; others import the work tree)")
     load0 = os.getloadavg()
-    fingerprint = code_fingerprint()
     results = []
-    for script in scripts:
-        before = code_fingerprint()
-        result = run_script(script, args.quick, args.timeout)
-        result["changed"] = code_fingerprint() != before
-        if result["changed"]:
-            print(f"!! bgjobs/ changed while {script.name} ran: its figures mix two versions",
-                  file=sys.stderr)
-        results.append(result)
+    try:
+        for script in scripts:
+            before = code_fingerprint()
+            result = run_script(script, args.quick, args.timeout, env)
+            result["changed"] = args.work_tree and code_fingerprint() != before
+            if result["changed"]:
+                print(f"!! bgjobs/ changed while {script.name} ran: its figures mix two versions",
+                      file=sys.stderr)
+            results.append(result)
+    finally:
+        if code_dir is not None:
+            shutil.rmtree(code_dir, ignore_errors=True)
     load1 = os.getloadavg()
-    changed = code_fingerprint() != fingerprint
+    command = ["bench/run_all.py"] + (["--quick"] if args.quick else []) + (
+        ["--only", args.only] if args.only else []) + (["--work-tree"] if args.work_tree else [])
+    changed = args.work_tree and code_fingerprint() != fingerprint
 
     head = [
         f"**{started}**{' — ' + args.label if args.label else ''}",
         "",
-        f"- code: commit `{commit}`" + (" with uncommitted changes in bgjobs/ (the tree as it was)"
-                                        if dirty else "") + f", code fingerprint `{fingerprint}`",
+        code_line + f"; code fingerprint `{fingerprint}`",
         *([f"- **warning: the code changed during this run** (now `{code_fingerprint()}`), in: "
            f"{', '.join(r['script'] for r in results if r['changed']) or 'between scripts'}; "
            "re-run before trusting a comparison"] if changed else []),
         f"- machine: {machine()}; shared with other work, so expect noise",
         f"- load average (1 min): {load0[0]:.2f} before, {load1[0]:.2f} after",
-        f"- `{' '.join(['bench/run_all.py'] + (['--quick'] if args.quick else []) + (['--only', args.only] if args.only else []))}`"
-        f", {sum(r['seconds'] for r in results) / 60:.1f} minutes",
+        f"- `{' '.join(command)}`, {sum(r['seconds'] for r in results) / 60:.1f} minutes",
         "",
     ]
     run_block = "\n".join(head) + "\n" + summary(results)
