@@ -45,12 +45,25 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
+def compile_sources() -> None:
+    """Write bytecode for our own code up front: with PYTHONDONTWRITEBYTECODE set
+    (as in some sandboxes and CI), every job-run and runner would otherwise
+    recompile whatever changed since the last cache."""
+    subprocess.run(
+        [str(BIN / "python"), "-m", "compileall", "-q", "bgjobs", "jobs"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "start"
     if command not in ("start", "test", "setup"):
         print(__doc__)
         return 2
     setup()
+    compile_sources()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     env.setdefault("BGJOBS_CONFIG", str(ROOT / "config.yaml"))
     if command == "setup":
