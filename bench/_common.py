@@ -108,6 +108,12 @@ class BenchProject:
         pkg.mkdir()
         (pkg / "__init__.py").write_text("")
         (pkg / "tasks.py").write_text(JOB_SOURCE)
+        # jobs.noop, from the code being measured, as the project's own module:
+        # the project then does not depend on how bgjobs is installed (an
+        # editable install may or may not put the repo root on sys.path).
+        (self.root / "jobs").mkdir()
+        (self.root / "jobs" / "__init__.py").write_text("")
+        shutil.copy(Path(CODE_DIR) / "jobs" / "noop.py", self.root / "jobs" / "noop.py")
         (self.root / "marks").mkdir()
         cfg = {
             "allowed_classes": list(self.CLASSES),

@@ -77,6 +77,19 @@ def snapshot(commit: str) -> Path:
     return folder
 
 
+def install_mode() -> str:
+    """How bgjobs is installed in this venv: it changes every interpreter's start."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    if list(site.glob("__editable___bgjobs*_finder.py")):
+        return ("bgjobs installed editable in finder mode: every interpreter in the venv "
+                "(baselines included) imports the finder hook, with pathlib and re, at start")
+    if list(site.glob("__editable__*bgjobs*.pth")):
+        return "bgjobs installed editable in compat mode (a plain path entry)"
+    return "bgjobs installed as a regular package"
+
+
 def machine() -> str:
     mem = ""
     try:
@@ -268,6 +281,7 @@ def main() -> int:
            f"{', '.join(r['script'] for r in results if r['changed']) or 'between scripts'}; "
            "re-run before trusting a comparison"] if changed else []),
         f"- machine: {machine()}; shared with other work, so expect noise",
+        f"- environment: {install_mode()}",
         f"- load average (1 min): {load0[0]:.2f} before, {load1[0]:.2f} after",
         f"- `{' '.join(command)}`, {sum(r['seconds'] for r in results) / 60:.1f} minutes",
         "",
