@@ -99,6 +99,24 @@ class Project:
 
         return api.run_background_job(cls, method, *params, config=self.config_path, **options)
 
+    def python(self, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run Python `code` in a fresh interpreter, in this project."""
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def fill_slots(self, seconds: float = 600) -> int:
+        """With max_concurrent 1, start a job that holds the only slot; returns its id."""
+        self.write_config(max_concurrent=1)
+        blocker = self.submit("sleep", seconds)
+        self.wait_status(blocker, "running")
+        return blocker
+
     def job(self, job_id: int):
         return self.rt.store.get(job_id)
 

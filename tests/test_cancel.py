@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -75,9 +74,7 @@ def test_cooperative_job_stops_at_its_own_check(project, tmp_path):
 
 
 def test_cancel_queued_job_never_runs(project, tmp_path):
-    project.write_config(max_concurrent=1)
-    blocker = project.submit("sleep", 30)
-    project.wait_status(blocker, "running")
+    blocker = project.fill_slots()
     marker = tmp_path / "ran.jsonl"
     queued = project.submit("record_start", str(marker))
     assert project.job(queued).status.value == "queued"
@@ -236,14 +233,7 @@ while zombies() and time.monotonic() < deadline:
     time.sleep(0.05)
 print(len(zombies()))
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=project.env,
-        cwd=project.root,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+    proc = project.python(code, timeout=150)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0"
 

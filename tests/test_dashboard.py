@@ -252,27 +252,26 @@ def test_launch_with_priority_and_delay(env):
     assert job.params == ()  # the untouched default is left to the method
 
 
-def test_launch_bad_json_shows_error_at_the_field(env):
+def _launch_typed(items: str):
+    """Fill the Launch form for Tasks.typed with `items` as its list param, and submit."""
     at = choose(open_page(ok(new_app().run()), "launch"), TASKS, "typed")
     at.text_input(key=field(TASKS, "typed", "path")).set_value("/tmp/x")
     at.number_input(key=field(TASKS, "typed", "n")).set_value(1)
     at.number_input(key=field(TASKS, "typed", "x")).set_value(1.0)
-    at.text_area(key=field(TASKS, "typed", "items")).set_value("[1, 2")
+    at.text_area(key=field(TASKS, "typed", "items")).set_value(items)
     at.text_area(key=field(TASKS, "typed", "opts")).set_value("{}")
-    ok(at.button(key="launch_submit").click().run())
+    return ok(at.button(key="launch_submit").click().run())
+
+
+def test_launch_bad_json_shows_error_at_the_field(env):
+    at = _launch_typed("[1, 2")
     assert env.rt.store.list_jobs() == []
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("items: is not valid JSON")
 
 
 def test_launch_refused_by_the_library_shows_exc_field(env):
-    at = choose(open_page(ok(new_app().run()), "launch"), TASKS, "typed")
-    at.text_input(key=field(TASKS, "typed", "path")).set_value("/tmp/x")
-    at.number_input(key=field(TASKS, "typed", "n")).set_value(1)
-    at.number_input(key=field(TASKS, "typed", "x")).set_value(1.0)
-    at.text_area(key=field(TASKS, "typed", "items")).set_value('{"not": "a list"}')
-    at.text_area(key=field(TASKS, "typed", "opts")).set_value("{}")
-    ok(at.button(key="launch_submit").click().run())
+    at = _launch_typed('{"not": "a list"}')
     assert env.rt.store.list_jobs() == []
     assert "param items must be list" in texts(at.error)
     # The error sits right under the items field, inside the form.

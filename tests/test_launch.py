@@ -308,14 +308,7 @@ def test_job_survives_the_callers_exit(project, tmp_path):
         f"print(api.run_background_job('testjobs.tasks.Tasks', 'record_start', {str(marker)!r}, 1.0,"
         f" config={str(project.config_path)!r}))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=project.env,
-        cwd=project.root,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = project.python(code, timeout=30)
     assert proc.returncode == 0, proc.stderr
     job_id = int(proc.stdout)
     # The caller is gone; the job still runs to the end.

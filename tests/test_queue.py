@@ -173,9 +173,7 @@ def test_current_job_gives_id_and_attempt(project, tmp_path):
 
 
 def test_queued_job_survives_a_crash_of_everything(project, tmp_path):
-    project.write_config(max_concurrent=1)
-    blocker = project.submit("sleep", 600)
-    project.wait_status(blocker, "running")
+    blocker = project.fill_slots()
     marker = tmp_path / "t.jsonl"
     queued = project.submit("record_start", str(marker))
     project.kill_all()  # runners, attempts and the waker: the machine "crashed"
