@@ -24,18 +24,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# The code to measure: by default the work tree; bench/run_all.py sets
-# BENCH_CODE_DIR to a snapshot of HEAD (bgjobs/ and jobs/), so that edits made
-# while the benchmarks run cannot mix two versions into one table. It goes
-# first on sys.path here and on PYTHONPATH for every process a benchmark starts
-# (job-run, runners, attempts), ahead of the editable install.
+# The code to measure. By default, the work tree, imported as the running
+# interpreter finds it. bench/run_all.py sets BENCH_CODE_DIR to a snapshot of a
+# commit (bgjobs/ and jobs/), so edits made while the benchmarks run cannot mix
+# two versions into one table; with BENCH_INSTALLED=1 it has also installed
+# that snapshot as a regular package into a fresh venv and runs the scripts with
+# that venv's python (what a user gets: no editable-install hook at start-up).
+# Otherwise the snapshot goes first on sys.path here and on PYTHONPATH for every
+# process a benchmark starts (job-run, runners, attempts).
 CODE_DIR = os.environ.get("BENCH_CODE_DIR") or str(REPO)
+INSTALLED = os.environ.get("BENCH_INSTALLED") == "1"
 sys.path.insert(0, str(REPO))
-if CODE_DIR != str(REPO):
+if CODE_DIR != str(REPO) and not INSTALLED:
     sys.path.insert(0, CODE_DIR)
 
-_venv_bin = REPO / ".venv" / "bin"
-BIN = _venv_bin if (_venv_bin / "python").exists() else Path(sys.executable).parent
+BIN = Path(sys.executable).parent  # the venv the script runs in: its job-run, its python
 PY = str(BIN / "python")
 CPUS = os.cpu_count() or 1
 
@@ -133,7 +136,7 @@ class BenchProject:
     def _make_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["BGJOBS_CONFIG"] = str(self.config_path)
-        code = CODE_DIR if CODE_DIR != str(REPO) else None
+        code = CODE_DIR if CODE_DIR != str(REPO) and not INSTALLED else None
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.root), code, env.get("PYTHONPATH")) if p)
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env.pop("BGJOBS_LOCK_FD", None)
@@ -152,10 +155,14 @@ class BenchProject:
         out = subprocess.run([PY, "-c", "import bgjobs; print(bgjobs.__file__)"], env=self._env,
                              cwd=self.root, capture_output=True, text=True).stdout.strip()
         where = Path(out).parent.parent if out else Path("?")
+        if INSTALLED:
+            if not str(where).startswith(str(BIN.parent)):
+                raise RuntimeError(f"benchmark processes import bgjobs from {where}, not {BIN.parent}")
+            return "bgjobs measured as a regular install of a snapshot, in a fresh venv"
         if str(where) != CODE_DIR:
             raise RuntimeError(f"benchmark processes import bgjobs from {where}, not {CODE_DIR}")
-        return ("bgjobs measured from a snapshot of HEAD" if CODE_DIR != str(REPO)
-                else "bgjobs measured from the work tree")
+        return ("bgjobs measured from a snapshot, on PYTHONPATH in the development venv"
+                if CODE_DIR != str(REPO) else "bgjobs measured from the work tree")
 
     def env(self, **changes: str | None) -> dict[str, str]:
         env = dict(self._env)

@@ -12,10 +12,14 @@ before is kept under "Earlier runs", so a change shows its before and after.
 These are benchmarks, not tests: nothing here gates CI, and the exit code is 0
 whether or not a goal is met (it is 1 only when a script itself fails).
 
-The peers are bench-only (not in requirements.txt). Install them with:
+By default the code measured is a snapshot of HEAD (--commit, --work-tree),
+installed as a regular package into a fresh venv that run_all builds (with pip,
+from the package index) together with the Python peers, RQ and Celery: the
+figures then do not depend on how the development venv installs bgjobs, nor
+on edits made while they run. --dev-venv runs in this venv instead. The
+system peers are bench-only too (not in requirements.txt):
 
     apt-get update && apt-get install -y redis-server task-spooler
-    .venv/bin/pip install rq celery
 
 A peer that is missing is skipped with a note in its table.
 """
@@ -63,18 +67,46 @@ def code_fingerprint(root: Path = REPO) -> str:
     return h.hexdigest()[:12]
 
 
-def snapshot(commit: str) -> Path:
-    """bgjobs/ and jobs/ as of `commit`, in a temp folder: the code to measure.
-    The work tree is shared and changes; a snapshot keeps one run one version."""
+def snapshot(commit: str | None) -> Path:
+    """bgjobs/, jobs/ and the packaging files as of `commit` (None: the work
+    tree as it is now), in a temp folder: the code to measure. The work tree is
+    shared and changes; a snapshot keeps one run one version."""
     import io
     import tarfile
 
     folder = Path(tempfile.mkdtemp(prefix="bgjobs-bench-code-"))
-    data = subprocess.run(["git", "archive", "--format=tar", commit, "bgjobs", "jobs"], cwd=REPO,
+    names = ["bgjobs", "jobs", "pyproject.toml", "README.md"]
+    if commit is None:
+        for name in names:
+            src = REPO / name
+            if src.is_dir():
+                shutil.copytree(src, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+            elif src.exists():
+                shutil.copy(src, folder / name)
+        return folder
+    have = [n for n in names if subprocess.run(["git", "cat-file", "-e", f"{commit}:{n}"], cwd=REPO,
+                                               capture_output=True).returncode == 0]
+    data = subprocess.run(["git", "archive", "--format=tar", commit, *have], cwd=REPO,
                           capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(folder, filter="data")
     return folder
+
+
+def bench_venv(code: Path) -> tuple[Path, str]:
+    """A fresh venv with the snapshot installed as a regular package (what a
+    user gets), plus the peers. Returns (its python, what went in)."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    venv = code / ".venv"
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    print("== building the bench venv: bgjobs from the snapshot, then the peers", file=sys.stderr)
+    subprocess.run([*pip, str(code)], check=True, cwd=code.parent)
+    peers = "rq and celery"
+    if subprocess.run([*pip, "rq", "celery"], cwd=code.parent).returncode != 0:
+        peers = "no peers (pip could not install rq and celery; their rows are skipped)"
+    return py, peers
 
 
 def install_mode() -> str:
@@ -102,13 +134,18 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def run_script(script: Path, quick: bool, timeout: float, env: dict) -> dict:
+def run_script(script: Path, quick: bool, timeout: float, env: dict, python: str) -> dict:
+    """Run one script; those built on bench/_common.py with `python` (the bench
+    venv), others with this interpreter (they may need the dashboard extras)."""
+    if "from _common import" not in script.read_text(errors="replace"):
+        python = sys.executable
+        env = {k: v for k, v in env.items() if k not in ("BENCH_CODE_DIR", "BENCH_INSTALLED")}
     try:  # which of our flags does it take? (others' scripts may take neither)
-        text = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True,
-                              text=True, timeout=60).stdout
+        text = subprocess.run([python, str(script), "--help"], cwd=REPO, capture_output=True,
+                              text=True, timeout=60, env=env).stdout
     except (OSError, subprocess.TimeoutExpired):
         text = ""
-    argv = [sys.executable, str(script)]
+    argv = [python, str(script)]
     if quick and "--quick" in text:
         argv.append("--quick")
     json_path = None
@@ -121,6 +158,7 @@ def run_script(script: Path, quick: bool, timeout: float, env: dict) -> dict:
     proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     err_lines: list[str] = []
+    out_chunks: list[str] = []
 
     def tee() -> None:  # show progress as it comes, keep it for the report
         for line in proc.stderr:
@@ -128,20 +166,25 @@ def run_script(script: Path, quick: bool, timeout: float, env: dict) -> dict:
             sys.stderr.write(f"   {line}")
             sys.stderr.flush()
 
-    t = threading.Thread(target=tee, daemon=True)
-    t.start()
+    def collect() -> None:
+        out_chunks.append(proc.stdout.read())
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (tee, collect)]
+    for t in threads:
+        t.start()
     try:
-        out, _ = proc.communicate(timeout=timeout)
-        code = proc.returncode
+        code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)  # the script's own group; its cleanup did not run
-        out, _ = proc.communicate()
+        proc.wait()
         code = f"timed out after {timeout:g}s"
     except BaseException:
         os.killpg(proc.pid, 15)
         proc.wait()
         raise
-    t.join(timeout=5)
+    for t in threads:
+        t.join(timeout=10)
+    out = "".join(out_chunks)
     result = {"script": script.name, "argv": argv[1:], "code": code, "stdout": out,
               "stderr": "".join(err_lines), "seconds": time.monotonic() - t0, "json": None}
     if json_path:
@@ -157,8 +200,6 @@ def run_script(script: Path, quick: bool, timeout: float, env: dict) -> dict:
 
 def section(result: dict) -> str:
     head = f"## {result['script']}\n\n"
-    if result.get("changed"):
-        head += "**The code under bgjobs/ changed while this script ran: these figures mix two versions.**\n\n"
     out = result["stdout"].strip()
     if result["code"] != 0:
         tail = "\n".join(result["stderr"].strip().splitlines()[-15:])
@@ -226,7 +267,10 @@ def main() -> int:
     p.add_argument("--commit", default="HEAD",
                    help="measure bgjobs/ and jobs/ as of this commit (default HEAD), from a snapshot")
     p.add_argument("--work-tree", action="store_true",
-                   help="measure the work tree as it is instead (edits during the run mix versions)")
+                   help="measure a copy of the work tree as it is now instead of a commit")
+    p.add_argument("--dev-venv", action="store_true",
+                   help="run in this venv (the code on PYTHONPATH) instead of a fresh venv with a "
+                   "regular install; then how this venv installs bgjobs affects every figure")
     args = p.parse_args()
 
     scripts = sorted(HERE.glob("bench_*.py"))
@@ -239,49 +283,56 @@ def main() -> int:
 
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     env = dict(os.environ)
-    code_dir = None
     if args.work_tree:
         commit = git("rev-parse", "--short", "HEAD") or "unknown"
         dirty = git("status", "--porcelain", "--", "bgjobs", "jobs")
-        code_line = (f"- code: the work tree at commit `{commit}`"
-                     + (" with uncommitted changes in bgjobs/ or jobs/" if dirty else ""))
-        fingerprint = code_fingerprint()
+        what = (f"a copy of the work tree at commit `{commit}`"
+                + (" with uncommitted changes in bgjobs/ or jobs/" if dirty else ""))
     else:
         commit = git("rev-parse", "--short", args.commit) or args.commit
-        code_dir = snapshot(args.commit)
-        env["BENCH_CODE_DIR"] = str(code_dir)
-        fingerprint = code_fingerprint(code_dir)
         subject = git("log", "-1", "--format=%s", args.commit)
-        code_line = (f"- code: bgjobs/ and jobs/ as of commit `{commit}` ({subject[:90]}), from a "
-                     "snapshot (scripts built on bench/_common.py; others import the work tree)")
+        what = f"commit `{commit}` ({subject[:80]})"
+    code_dir = snapshot(None if args.work_tree else args.commit)
+    fingerprint = code_fingerprint(code_dir)
+    env["BENCH_CODE_DIR"] = str(code_dir)
+    python = sys.executable
+    try:
+        if args.dev_venv:
+            code_line = f"- code: bgjobs/ and jobs/ of {what}, on PYTHONPATH in the development venv"
+            environment = install_mode()
+        else:
+            try:
+                py, peers = bench_venv(code_dir)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                print(f"!! could not build the bench venv ({exc}); use --dev-venv", file=sys.stderr)
+                raise SystemExit(2) from None
+            python = str(py)
+            env["BENCH_INSTALLED"] = "1"
+            code_line = f"- code: bgjobs/ and jobs/ of {what}"
+            environment = (f"a fresh venv with that code installed as a regular package (as a user "
+                           f"has it), plus {peers}; the log and dashboard scripts run in the "
+                           "development venv")
+    except BaseException:
+        shutil.rmtree(code_dir, ignore_errors=True)
+        raise
     load0 = os.getloadavg()
     results = []
     try:
         for script in scripts:
-            before = code_fingerprint()
-            result = run_script(script, args.quick, args.timeout, env)
-            result["changed"] = args.work_tree and code_fingerprint() != before
-            if result["changed"]:
-                print(f"!! bgjobs/ changed while {script.name} ran: its figures mix two versions",
-                      file=sys.stderr)
-            results.append(result)
+            results.append(run_script(script, args.quick, args.timeout, env, python))
     finally:
-        if code_dir is not None:
-            shutil.rmtree(code_dir, ignore_errors=True)
+        shutil.rmtree(code_dir, ignore_errors=True)
     load1 = os.getloadavg()
     command = ["bench/run_all.py"] + (["--quick"] if args.quick else []) + (
-        ["--only", args.only] if args.only else []) + (["--work-tree"] if args.work_tree else [])
-    changed = args.work_tree and code_fingerprint() != fingerprint
+        ["--only", args.only] if args.only else []) + (["--work-tree"] if args.work_tree else []) + (
+        ["--dev-venv"] if args.dev_venv else [])
 
     head = [
         f"**{started}**{' — ' + args.label if args.label else ''}",
         "",
         code_line + f"; code fingerprint `{fingerprint}`",
-        *([f"- **warning: the code changed during this run** (now `{code_fingerprint()}`), in: "
-           f"{', '.join(r['script'] for r in results if r['changed']) or 'between scripts'}; "
-           "re-run before trusting a comparison"] if changed else []),
         f"- machine: {machine()}; shared with other work, so expect noise",
-        f"- environment: {install_mode()}",
+        f"- environment: {environment}",
         f"- load average (1 min): {load0[0]:.2f} before, {load1[0]:.2f} after",
         f"- `{' '.join(command)}`, {sum(r['seconds'] for r in results) / 60:.1f} minutes",
         "",
@@ -306,11 +357,12 @@ def main() -> int:
         "never touches the repo's state/ or logs/. Rounds are interleaved (A B, B A, ...) and",
         "the figures are medians, with the interquartile range in brackets. A ratio is ours",
         "divided by the baseline: for times and memory lower is better, for throughput higher.",
-        "These are benchmarks, not tests; nothing here gates CI. The peers are bench-only:",
+        "These are benchmarks, not tests; nothing here gates CI. run_all.py measures a snapshot",
+        "of HEAD, installed as a regular package in a fresh venv it builds with the Python peers",
+        "(RQ, Celery), so the figures match what a user installs. The system peers are bench-only:",
         "",
         "```",
         "apt-get update && apt-get install -y redis-server task-spooler",
-        ".venv/bin/pip install rq celery",
         "```",
         "",
         "## Latest run",
