@@ -332,8 +332,6 @@ def main(argv: list[str] | None = None) -> int:
         if not procs.try_lock(lock_fd):
             print(f"bgjobs: job {job_id} already has a runner", file=sys.stderr)
             return 1
-    from . import launcher
-
     runner = Runner(rt)
     for _ in range(MAX_CHAIN):
         try:
@@ -351,10 +349,14 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(max(0.0, min(done.run_after - time.time(), 1.0)))
         # Take the next due job ourselves: a fresh interpreter per job would
         # cost more than the job. Each attempt still gets its own process.
+        from . import launcher  # not before: the first job starts sooner
+
         claimed = launcher.claim(rt, limit=1)
         if not claimed:
             break
         job_id, lock_fd = claimed[0][0].id, claimed[0][1]
+    from . import launcher
+
     launcher.dispatch(rt)
     return 0
 
