@@ -360,7 +360,11 @@ class Report:
         paired = [a / b for a, b in zip(ours, base, strict=True)] if len(ours) == len(base) else []
         met = None
         if goal is not None:
-            met = ratio >= goal if higher_is_better else ratio <= goal
+            ok = [r >= goal if higher_is_better else r <= goal
+                  for r in (ratio, median(paired) if paired else ratio)]
+            # Met only when the ratio of the medians and the median per-round
+            # ratio agree; when they straddle the goal, say so.
+            met = ok[0] if ok[0] == ok[1] else "borderline"
         self.row(measure, describe(ours, fmt), describe(base, fmt), ratio,
                  goal="" if goal is None else f"{'≥' if higher_is_better else '≤'} {goal:g}x", met=met,
                  paired=describe(paired, lambda r: f"{r:.2f}x") if paired else "",
@@ -378,7 +382,8 @@ class Report:
         out.append("| --- | --- | --- | --- | --- | --- | --- |")
         for r in self.rows:
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-            met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+            met = ("" if r["met"] is None else "borderline" if r["met"] == "borderline"
+                   else "yes" if r["met"] else "**no**")
             out.append(f"| {r['measure']} | {r['ours']} | {r['baseline']} | {ratio} | {r.get('paired', '')} "
                        f"| {r['goal']} | {met} |")
         if self.notes:

@@ -178,11 +178,18 @@ class RQPeer:
         return None
 
     def __init__(self, proj: BenchProject) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="bgjobs-bench-rq-"))
+        self.procs: list[subprocess.Popen] = []
+        try:
+            self._start(proj)
+        except BaseException:
+            self.close()  # what did start (redis-server, workers) must not outlive us
+            raise
+
+    def _start(self, proj: BenchProject) -> None:
         import redis
         import rq
 
-        self.tmp = Path(tempfile.mkdtemp(prefix="bgjobs-bench-rq-"))
-        self.procs: list[subprocess.Popen] = []
         self.port = free_port()
         self.procs.append(_redis_server(self.port, self.tmp))
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -261,10 +268,18 @@ class CeleryPeer:
         return None
 
     def __init__(self, proj: BenchProject) -> None:
-        import celery
-
         self.tmp = Path(tempfile.mkdtemp(prefix="bgjobs-bench-celery-"))
         self.procs: list[subprocess.Popen] = []
+        self.app = None
+        try:
+            self._start(proj)
+        except BaseException:
+            self.close()  # what did start (redis-server) must not outlive us
+            raise
+
+    def _start(self, proj: BenchProject) -> None:
+        import celery
+
         self.port = free_port()
         self.procs.append(_redis_server(self.port, self.tmp))
         url = f"redis://127.0.0.1:{self.port}/0"
@@ -297,7 +312,8 @@ class CeleryPeer:
 
     def close(self) -> None:
         try:
-            self.app.close()
+            if self.app is not None:
+                self.app.close()
         except Exception:
             pass
         _stop(self.procs)
@@ -345,6 +361,13 @@ class TspPeer:
     def __init__(self, proj: BenchProject) -> None:
         self.bin = _tsp_binary()
         self.tmp = Path(tempfile.mkdtemp(prefix="bgjobs-bench-tsp-"))
+        try:
+            self._start(proj)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, proj: BenchProject) -> None:
         self.env = proj.env(TS_SOCKET=str(self.tmp / "socket"), TMPDIR=str(self.tmp),
                             TS_MAXFINISHED="1000", TS_MAXCONN="1000", TS_SLOTS=str(CPUS))
         self.cwd = self.tmp

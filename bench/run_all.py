@@ -104,7 +104,8 @@ def bench_venv(code: Path) -> tuple[Path, str]:
     print("== building the bench venv: bgjobs from the snapshot, then the peers", file=sys.stderr)
     subprocess.run([*pip, str(code)], check=True, cwd=code.parent)
     peers = "rq and celery"
-    if subprocess.run([*pip, "rq", "celery"], cwd=code.parent).returncode != 0:
+    # (celery 5.7 imports packaging without declaring it)
+    if subprocess.run([*pip, "rq", "celery", "redis", "packaging"], cwd=code.parent).returncode != 0:
         peers = "no peers (pip could not install rq and celery; their rows are skipped)"
     return py, peers
 
@@ -212,6 +213,14 @@ def section(result: dict) -> str:
     return head + f"```\n{out}\n```\n"
 
 
+def _met(value) -> str:
+    if value is None:
+        return ""
+    if value == "borderline":
+        return "borderline"
+    return "yes" if value else "**no**"
+
+
 def summary(results: list[dict]) -> str:
     lines = ["| measure | ours | baseline | ratio of medians | per-round ratio (IQR) | goal | met |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -223,7 +232,7 @@ def summary(results: list[dict]) -> str:
     rows.sort(key=lambda row: row["measure"].split(".")[0])  # 1. launch, 2. start ... (stable)
     for row in rows:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        met = _met(row["met"])
         ours = row["ours"].split(" (")[0]
         base = row["baseline"].split(" (")[0]
         lines.append(f"| {row['measure']} | {ours} | {base} | {ratio} | {row.get('paired', '')} "
