@@ -42,6 +42,11 @@ def setup() -> None:
     print("installing dependencies into .venv ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True, cwd=ROOT)
+    # Again, as a plain path entry: setuptools' default editable mode installs an
+    # import hook that every interpreter in the venv (each job-run, each runner)
+    # pays for at start-up.
+    compat = ["--no-deps", "--force-reinstall", "-e", str(ROOT), "--config-settings", "editable_mode=compat"]
+    subprocess.run([*pip, *compat], check=True, cwd=ROOT)
     STAMP.write_text(want)
 
 

@@ -76,6 +76,7 @@ class Project:
         env = dict(os.environ)
         env["BGJOBS_CONFIG"] = str(self.config_path)
         env["BGJOBS_TEST_DIR"] = str(self.root)
+        env["BGJOBS_CACHE_DIR"] = str(self.root / ".cache")
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env.pop("BGJOBS_LOCK_FD", None)
         return env
@@ -184,6 +185,7 @@ def project(tmp_path, monkeypatch):
     root.mkdir()
     proj = Project(root)
     monkeypatch.setenv("BGJOBS_TEST_DIR", str(root))
+    monkeypatch.setenv("BGJOBS_CACHE_DIR", str(root / ".cache"))  # no cache files left in ~/.cache
     monkeypatch.syspath_prepend(str(root))
     yield proj
     proj.kill_all()
