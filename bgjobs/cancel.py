@@ -116,7 +116,8 @@ def _signal_runner(rt: Runtime, job: Job) -> bool:
 
 
 def _wait_final(rt: Runtime, job_id: int, limit: float, resignal: bool = False) -> Job:
-    deadline = time.monotonic() + limit
+    start = time.monotonic()
+    deadline = start + limit
     pause, signalled_pid = 0.002, None
     while True:
         job = rt.store.get(job_id)
@@ -129,7 +130,8 @@ def _wait_final(rt: Runtime, job_id: int, limit: float, resignal: bool = False) 
         if not procs.same_process(job.runner_pid, job.runner_start) and job.runner_pid:
             recovery.reconcile(rt)
         time.sleep(pause)
-        pause = min(pause * 1.5, 0.05)  # a read of one row: cheap, and the answer is prompt
+        # A read of one row is cheap: look often while a prompt stop is likely.
+        pause = min(pause * 1.5, 0.01 if time.monotonic() - start < 1.0 else 0.05)
 
 
 def _force(rt: Runtime, job: Job) -> Job:
