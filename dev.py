@@ -2,7 +2,7 @@
 """Set everything up, then start the dashboard or run the tests.
 
     python3 dev.py start     # venv + deps, then the Streamlit dashboard
-    python3 dev.py test      # venv + deps, then the whole test suite
+    python3 dev.py test      # venv + deps (and Chromium, as root), then the whole test suite
 
 Needs only python3 (3.11+). Dependencies go to .venv/, reinstalled when
 requirements.txt or pyproject.toml change.
@@ -62,6 +62,22 @@ def compile_sources() -> None:
     )
 
 
+def ensure_chromium() -> None:
+    """The end-to-end test drives Debian's Chromium. Install it where we can (as
+    root, with apt-get); elsewhere that one test skips and says why."""
+    import shutil
+
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("chromium is not installed (apt-get install chromium): the browser test will skip")
+        return
+    print("installing chromium for the browser test ...", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, **quiet)
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "start"
     if command not in ("start", "test", "setup"):
@@ -74,6 +90,7 @@ def main(argv: list[str]) -> int:
     if command == "setup":
         return 0
     if command == "test":
+        ensure_chromium()
         args = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
     else:
         args = [str(BIN / "streamlit"), "run", str(ROOT / "dashboard.py"), *argv[1:]]
