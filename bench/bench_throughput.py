@@ -163,28 +163,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class RQPeer:
-    name = "RQ"
+class _RedisPeer:
+    """A peer that needs a private redis-server: says why it cannot run, starts
+    in its own temp folder, and stops everything it started, even on error."""
 
-    @staticmethod
-    def missing() -> str | None:
-        try:
-            import redis  # noqa: F401
-            import rq  # noqa: F401
-        except ImportError as exc:
-            return f"RQ skipped: {exc.name} is not installed (`.venv/bin/pip install rq`)"
+    name = ""
+    modules: tuple[str, ...] = ()
+    pip = ""
+
+    @classmethod
+    def missing(cls) -> str | None:
+        import importlib
+
+        for module in cls.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                return f"{cls.name} skipped: {exc.name} is not installed (`.venv/bin/pip install {cls.pip}`)"
         if not shutil.which("redis-server"):
-            return "RQ skipped: no redis-server on PATH (`apt-get install -y redis-server`)"
+            return f"{cls.name} skipped: no redis-server on PATH (`apt-get install -y redis-server`)"
         return None
 
     def __init__(self, proj: BenchProject) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="bgjobs-bench-rq-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"bgjobs-bench-{self.name.lower()}-"))
         self.procs: list[subprocess.Popen] = []
         try:
             self._start(proj)
         except BaseException:
             self.close()  # what did start (redis-server, workers) must not outlive us
             raise
+
+    def _start(self, proj: BenchProject) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        _stop(self.procs)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class RQPeer(_RedisPeer):
+    name = "RQ"
+    modules = ("redis", "rq")
+    pip = "rq"
 
     def _start(self, proj: BenchProject) -> None:
         import redis
@@ -221,10 +241,6 @@ class RQPeer:
             time.sleep(0.01)
         return n / (time.perf_counter() - t0)
 
-    def close(self) -> None:
-        _stop(self.procs)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
 
 def _ping(conn) -> bool:
     try:
@@ -253,29 +269,11 @@ def noop():
 '''
 
 
-class CeleryPeer:
+class CeleryPeer(_RedisPeer):
     name = "Celery"
-
-    @staticmethod
-    def missing() -> str | None:
-        try:
-            import celery  # noqa: F401
-            import redis  # noqa: F401
-        except ImportError as exc:
-            return f"Celery skipped: {exc.name} is not installed (`.venv/bin/pip install celery redis`)"
-        if not shutil.which("redis-server"):
-            return "Celery skipped: no redis-server on PATH (`apt-get install -y redis-server`)"
-        return None
-
-    def __init__(self, proj: BenchProject) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="bgjobs-bench-celery-"))
-        self.procs: list[subprocess.Popen] = []
-        self.app = None
-        try:
-            self._start(proj)
-        except BaseException:
-            self.close()  # what did start (redis-server) must not outlive us
-            raise
+    modules = ("celery", "redis")
+    pip = "celery redis"
+    app = None
 
     def _start(self, proj: BenchProject) -> None:
         import celery
@@ -316,8 +314,7 @@ class CeleryPeer:
                 self.app.close()
         except Exception:
             pass
-        _stop(self.procs)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().close()
 
 
 def _ping_url(url: str) -> bool:

@@ -48,10 +48,6 @@ class Policy(_PolicyBase):
     def max_attempts(self) -> int:
         return self.max_retries + 1
 
-    def delay_before_retry(self, retry: int) -> float:
-        """Seconds to wait before retry number `retry` (0 for the first retry)."""
-        return self.retry_delay * self.retry_backoff**retry
-
 
 class ClassPolicy(namedtuple("ClassPolicy", "path methods policy max_concurrent", defaults=(None,))):
     """One allowlisted class and what it may do. `methods` is None for every
@@ -94,9 +90,6 @@ class Config(_ConfigBase):
     def policy_for(self, class_path: str) -> Policy:
         entry = self.classes.get(class_path)
         return entry.policy if entry else self.defaults
-
-    def with_overrides(self, **changes) -> Config:
-        return self._replace(**changes)
 
 
 def find_config(path: str | os.PathLike | None = None) -> Path:

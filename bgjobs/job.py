@@ -19,10 +19,6 @@ class Status(str, Enum):
     def is_final(self) -> bool:
         return self in FINAL
 
-    @property
-    def is_waiting(self) -> bool:
-        return self in WAITING
-
     def __str__(self) -> str:
         return self.value
 
@@ -120,10 +116,9 @@ class Job(namedtuple("Job", JOB_FIELDS)):
 
     @property
     def duration(self) -> float | None:
-        if self.started_at is None:
+        if self.started_at is None or self.finished_at is None:
             return None
-        end = self.finished_at if self.finished_at is not None else None
-        return None if end is None else max(0.0, end - self.started_at)
+        return max(0.0, self.finished_at - self.started_at)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: the shape of `job-status ID --json`."""

@@ -12,7 +12,7 @@ import time
 
 from . import procs, recovery
 from .errors import RejectedError
-from .job import Job
+from .job import Job, iso
 from .runtime import Runtime
 
 
@@ -77,7 +77,7 @@ def submit(
         raise
     values["class"] = values.pop("class_path")
     row = rt.store.insert(**values, run_after=run_after, source=source, user=user, retry_of=retry_of)
-    when = "" if run_after <= time.time() else f", not before {_iso(run_after)}"
+    when = "" if run_after <= time.time() else f", not before {iso(run_after)}"
     rt.log.emit(
         "queued",
         job=row,
@@ -86,7 +86,7 @@ def submit(
         priority=priority,
         source=source,
         user=user,
-        run_after=_iso(run_after),
+        run_after=iso(run_after),
     )
     if dispatch_now:
         dispatch(rt)
@@ -144,12 +144,6 @@ def ensure_waker(rt: Runtime, *, watch_running: bool = False) -> None:
         rt.spawner.spawn_waker(fd)
     finally:
         os.close(fd)
-
-
-def _iso(ts: float) -> str:
-    from .eventlog import utc_iso
-
-    return utc_iso(ts)
 
 
 def _class_name(job) -> str:

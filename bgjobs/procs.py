@@ -31,15 +31,6 @@ def start_time(pid: int) -> int | None:
     return int(rest[19])  # field 22 overall
 
 
-def is_zombie_or_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
-
-
 def same_process(pid: int | None, started: int | None) -> bool:
     """True when `pid` is alive and is the very process that started at `started`."""
     if not pid or started is None:
@@ -155,20 +146,6 @@ def try_lock(fd: int) -> bool:
         return True
     except BlockingIOError:
         return False
-
-
-def lock_is_held(path: Path) -> bool:
-    """True if some process holds the flock on `path` right now."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        if try_lock(fd):
-            return False
-        return True
-    finally:
-        os.close(fd)
 
 
 # --- niceness --------------------------------------------------------------

@@ -112,7 +112,7 @@ class Runner:
         except OSError:
             pass
         self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
-        outcome, status, stop = self._wait(job, pid)
+        status, stop = self._wait(job, pid)
         self._apply_progress(job)
         os.close(progress_r)
         report = _read_all(result_r)
@@ -124,8 +124,8 @@ class Runner:
         return self._record(job, info, status, stop)
 
     def _wait(self, job: Job, pid: int):
-        """Wait for the attempt; enforce timeout and cancel. Returns (None,
-        wait status, stop reason) with the child reaped and its group stopped."""
+        """Wait for the attempt; enforce timeout and cancel. Returns (wait status,
+        stop reason) with the child reaped and its group stopped."""
         pidfd = os.pidfd_open(pid)
         started = time.monotonic()
         deadline = started + job.timeout if job.timeout else None
@@ -180,7 +180,7 @@ class Runner:
                 time.sleep(0.02)
             _killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
-        return None, status, stop
+        return status, stop
 
     def _apply_progress(self, job: Job) -> None:
         """Store the latest progress line the attempt sent, if any."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 from .config import Config
@@ -76,14 +77,10 @@ class _Reaper:
 
     def __init__(self) -> None:
         self._pids: set[int] = set()
-        self._lock = None
+        self._lock = threading.Lock()
         self._running = False
 
     def track(self, pid: int) -> None:
-        import threading
-
-        if self._lock is None:
-            self._lock = threading.Lock()
         with self._lock:
             self._pids.add(pid)
             if not self._running:
@@ -104,9 +101,6 @@ class _Reaper:
                     self._running = False
                     return
             time.sleep(0.2)
-
-    def pending(self) -> int:
-        return len(self._pids)
 
 
 _reaper = _Reaper()

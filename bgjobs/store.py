@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .job import ACTIVE, Job, Status
+from .job import ACTIVE, WAITING, Job, Status
 
 # Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: list[list[str]] = [
@@ -66,7 +66,7 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 _IN = {
     "active": tuple(s.value for s in ACTIVE),
-    "waiting": (Status.QUEUED.value, Status.RETRYING.value),
+    "waiting": tuple(s.value for s in WAITING),
 }
 
 
@@ -179,7 +179,7 @@ class Store:
         return [Job.from_row(r) for r in rows]
 
     def counts(self, since: float | None = None) -> dict[str, int]:
-        """Jobs per status (created at or after `since`, if given)."""
+        """Jobs per status; with `since`, only jobs finished since then or not finished."""
         sql, args = "SELECT status, COUNT(*) FROM jobs", []
         if since is not None:
             sql += " WHERE finished_at >= ? OR finished_at IS NULL"
