@@ -32,7 +32,7 @@ def class_path_of(job: object) -> str:
 
 def ensure_import_path(config: Config) -> None:
     """Put the project root first on sys.path, so `jobs.x.Y` imports from anywhere."""
-    root = str(config.root)
+    root = config.root
     if root not in sys.path:
         sys.path.insert(0, root)
 
@@ -41,7 +41,7 @@ def allowed_entry(config: Config, class_path: str) -> ClassPolicy:
     entry = config.classes.get(class_path)
     if entry is None:
         raise RejectedError(
-            f"class {class_path} is not in allowed_classes ({config.path.name}); add it there to allow it",
+            f"class {class_path} is not in allowed_classes ({config.file_name}); add it there to allow it",
             field="class",
         )
     return entry
@@ -79,7 +79,7 @@ def find_method(config: Config, cls: type, class_path: str, method: str):
     if entry.methods is not None and method not in entry.methods:
         raise RejectedError(
             f"method {method} of {class_path} is not in its allowed methods "
-            f"({', '.join(entry.methods)}); add it to 'methods' in {config.path.name}",
+            f"({', '.join(entry.methods)}); add it to 'methods' in {config.file_name}",
             field="method",
         )
     for klass in cls.__mro__:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 from collections import namedtuple
-from pathlib import Path
 
 from .errors import ConfigError
 
@@ -63,39 +62,49 @@ _ConfigBase = namedtuple(
 
 
 class Config(_ConfigBase):
-    """The validated config. `path` is the file; its folder is the project root."""
+    """The validated config. `path` is the file; its folder is the project root.
+
+    Paths are absolute `str`s, built with os.path: importing pathlib (and
+    what it pulls in) would cost `job-run` and every runner about 8 ms at
+    start-up, as much as the rest of the runner's own modules.
+    """
 
     __slots__ = ()
 
     @property
-    def root(self) -> Path:
-        return self.path.parent
+    def root(self) -> str:
+        return os.path.dirname(self.path)
 
     @property
-    def db_path(self) -> Path:
-        return self.state_dir / "jobs.sqlite3"
+    def file_name(self) -> str:
+        """The config file's name, as messages show it."""
+        return os.path.basename(self.path)
 
     @property
-    def main_log(self) -> Path:
-        return self.log_dir / "background_jobs.log"
+    def db_path(self) -> str:
+        return os.path.join(self.state_dir, "jobs.sqlite3")
 
     @property
-    def errors_log(self) -> Path:
-        return self.log_dir / "background_jobs_errors.log"
+    def main_log(self) -> str:
+        return os.path.join(self.log_dir, "background_jobs.log")
 
-    def output_path(self, job_id: int) -> Path:
+    @property
+    def errors_log(self) -> str:
+        return os.path.join(self.log_dir, "background_jobs_errors.log")
+
+    def output_path(self, job_id: int) -> str:
         """Where job `job_id` writes its stdout and stderr."""
-        return self.log_dir / "jobs" / f"{job_id}.out"
+        return os.path.join(self.log_dir, "jobs", f"{job_id}.out")
 
     def policy_for(self, class_path: str) -> Policy:
         entry = self.classes.get(class_path)
         return entry.policy if entry else self.defaults
 
 
-def find_config(path: str | os.PathLike | None = None) -> Path:
+def find_config(path: str | os.PathLike | None = None) -> str:
     """The config file to use: `path`, else $BGJOBS_CONFIG, else ./config.yaml."""
     chosen = path or os.environ.get(ENV_VAR) or DEFAULT_NAME
-    return Path(chosen).expanduser().resolve()
+    return os.path.realpath(os.path.expanduser(os.fspath(chosen)))
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
@@ -117,9 +126,10 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     return parse_config(raw, file)
 
 
-def _read_yaml(file: Path) -> object:
+def _read_yaml(file: str) -> object:
     try:
-        text = file.read_text(encoding="utf-8")
+        with open(file, encoding="utf-8") as f:
+            text = f.read()
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -139,17 +149,17 @@ def _read_yaml(file: Path) -> object:
 _MISS = object()
 
 
-def _cache_file(file: Path) -> Path:
+def _cache_file(file: str) -> str:
     import zlib
 
     base = os.environ.get("BGJOBS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bgjobs"
     )
-    name = str(file).encode()
-    return Path(base) / f"config-{zlib.crc32(name):08x}{zlib.adler32(name):08x}.json"
+    name = file.encode()
+    return os.path.join(base, f"config-{zlib.crc32(name):08x}{zlib.adler32(name):08x}.json")
 
 
-def _cache_get(file: Path, stamp: list) -> object:
+def _cache_get(file: str, stamp: list) -> object:
     import json
 
     try:
@@ -157,26 +167,27 @@ def _cache_get(file: Path, stamp: list) -> object:
             cached = json.load(f)
     except (OSError, ValueError):
         return _MISS
-    if not isinstance(cached, dict) or cached.get("stamp") != stamp or cached.get("path") != str(file):
+    if not isinstance(cached, dict) or cached.get("stamp") != stamp or cached.get("path") != file:
         return _MISS
     return cached.get("doc")
 
 
-def _cache_put(file: Path, stamp: list, doc: object) -> None:
+def _cache_put(file: str, stamp: list, doc: object) -> None:
     import json
 
     target = _cache_file(file)
     try:
-        data = json.dumps({"path": str(file), "stamp": stamp, "doc": doc}, allow_nan=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(data, encoding="utf-8")
+        data = json.dumps({"path": file, "stamp": stamp, "doc": doc}, allow_nan=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(data)
         os.replace(tmp, target)
     except (OSError, TypeError, ValueError):
         pass  # a YAML value JSON cannot hold, or no writable cache: parse each time
 
 
-def parse_config(raw: object, file: Path) -> Config:
+def parse_config(raw: object, file: str) -> Config:
     """Validate an already-loaded mapping (the YAML document) into a Config."""
     v = _Validator(file)
     if raw is None:
@@ -218,7 +229,7 @@ def parse_config(raw: object, file: Path) -> Config:
             policy=v.policy(item, defaults, where + "."),
             max_concurrent=v.positive_int(item, "max_concurrent", None, where + "."),
         )
-    root = file.parent
+    root = os.path.dirname(file)
     return Config(
         path=file,
         classes=classes,
@@ -236,7 +247,7 @@ def _kind(value: object) -> str:
 
 
 class _Validator:
-    def __init__(self, file: Path) -> None:
+    def __init__(self, file: str) -> None:
         self.file = file
 
     def fail(self, key: str, what: str, value: object) -> None:
@@ -289,9 +300,9 @@ class _Validator:
             priority=self.integer(mapping, "priority", base.priority, prefix, -20, 19),
         )
 
-    def directory(self, mapping, key, default, root: Path) -> Path:
+    def directory(self, mapping, key, default, root: str) -> str:
         value = mapping.get(key, default)
         if not isinstance(value, str) or not value:
             self.fail(key, "must be a directory path", value)
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else (root / path).resolve()
+        path = os.path.expanduser(value)
+        return path if os.path.isabs(path) else os.path.realpath(os.path.join(root, path))

@@ -20,7 +20,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 LEVELS = ("INFO", "WARNING", "ERROR")
 EVENTS = (
@@ -60,7 +59,7 @@ def utc_iso(ts: float | None = None) -> str:
 class _File:
     """One log file, kept open for appending, reopened when rotated away."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self.fd: int | None = None
         self.ino: int | None = None
@@ -95,12 +94,14 @@ class _File:
 class EventLog:
     """Writes records to `log_dir`; thread-compatible, safe across processes."""
 
-    def __init__(self, log_dir: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 5) -> None:
-        self.log_dir = Path(log_dir)
+    def __init__(
+        self, log_dir: str | os.PathLike, max_bytes: int = 10 * 1024 * 1024, backups: int = 5
+    ) -> None:
+        self.log_dir = os.fspath(log_dir)
         self.max_bytes = max_bytes
         self.backups = backups
-        self._main = _File(self.log_dir / MAIN_LOG)
-        self._errors = _File(self.log_dir / ERRORS_LOG)
+        self._main = _File(os.path.join(self.log_dir, MAIN_LOG))
+        self._errors = _File(os.path.join(self.log_dir, ERRORS_LOG))
         self._lock_fd: int | None = None
         self._pid = os.getpid()
         self._thread_lock = threading.RLock()
@@ -168,7 +169,7 @@ class EventLog:
         try:
             if self._pid != os.getpid():
                 self._after_fork()
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self.log_dir, exist_ok=True)
             targets = [self._main]
             if record.get("level") == "ERROR":
                 targets.append(self._errors)
@@ -214,7 +215,7 @@ class EventLog:
     def _lock(self) -> int:
         if self._lock_fd is None:
             self._lock_fd = os.open(
-                self.log_dir / ROTATE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+                os.path.join(self.log_dir, ROTATE_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
         return self._lock_fd
 
@@ -226,12 +227,12 @@ class EventLog:
             os.truncate(base, 0)
             return
         for old in backups_of(base):  # highest number first, so no rename overwrites
-            n = int(old.name[len(base.name) + 1 :])
+            n = int(old[len(base) + 1 :])
             if n >= self.backups:
-                old.unlink()
+                os.unlink(old)
             else:
-                os.rename(old, base.with_name(f"{base.name}.{n + 1}"))
-        os.rename(base, base.with_name(f"{base.name}.1"))
+                os.rename(old, f"{base}.{n + 1}")
+        os.rename(base, f"{base}.1")
         f.current_size()  # opens the new, empty file
 
     def close(self) -> None:
@@ -288,11 +289,16 @@ def _fit(record: dict) -> dict:
     return record
 
 
-def backups_of(path: Path) -> list[Path]:
+def backups_of(path: str | os.PathLike) -> list[str]:
     """The rotated files of `path` that exist, oldest first (file.N ... file.1)."""
+    folder, name = os.path.split(os.fspath(path))
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return []
     found = []
-    for candidate in path.parent.glob(path.name + ".*"):
-        suffix = candidate.name[len(path.name) + 1 :]
-        if suffix.isdigit():
-            found.append((int(suffix), candidate))
+    for entry in entries:
+        suffix = entry[len(name) + 1 :]
+        if entry.startswith(name + ".") and suffix.isdigit():
+            found.append((int(suffix), os.path.join(folder, entry)))
     return [p for _, p in sorted(found, reverse=True)]

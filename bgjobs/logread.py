@@ -228,8 +228,10 @@ class Follower:
             # Truncated and written again up to or past where we were: the bytes
             # before our offset are not the ones we read. (Not the mtime: a
             # writer's append moves it before the size.)
-            or (live.before and os.pread(live.fd, len(live.before), live.offset - len(live.before))
-                != live.before)
+            or (
+                live.before
+                and os.pread(live.fd, len(live.before), live.offset - len(live.before)) != live.before
+            )
         ):
             live.offset, live.skipping, live.before = 0, False, b""
             yield Reset(live.key)
@@ -330,8 +332,9 @@ class RecordTail:
     costs a regex scan, not a JSON parse of every line.
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_line: int = MAX_LINE,
-                 select: re.Pattern[bytes] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, max_line: int = MAX_LINE, select: re.Pattern[bytes] | None = None
+    ) -> None:
         self.follower = Follower(path, max_line=max_line)
         self.select = select
         self.bad_lines = 0

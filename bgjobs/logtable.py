@@ -173,8 +173,9 @@ def _from_records(records: list[dict], lines: bytes = b"") -> pd.DataFrame:
     fixed = None
     if lines:
         try:
-            table = pj.read_json(pa.BufferReader(pa.py_buffer(lines)), read_options=_READ,
-                                 parse_options=_PARSE_FIXED)
+            table = pj.read_json(
+                pa.BufferReader(pa.py_buffer(lines)), read_options=_READ, parse_options=_PARSE_FIXED
+            )
             if table.num_rows == len(records):
                 fixed = _from_table(table)
         except (pa.ArrowException, ValueError, TypeError, OverflowError):

@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import signal
-from pathlib import Path
 
 # linux/pidfd.h: deliver to the whole process group of the pidfd's process.
 PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2
@@ -134,8 +133,8 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
 # --- locks -----------------------------------------------------------------
 
 
-def open_lock(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def open_lock(path: str) -> int:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 

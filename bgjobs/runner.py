@@ -62,7 +62,7 @@ class Runner:
                 {
                     "exception": "RejectedError",
                     "error": f"{job.class_path}.{job.method} is no longer allowed by "
-                    f"{self.rt.config.path.name}; not run",
+                    f"{self.rt.config.file_name}; not run",
                     "permanent": True,
                 },
                 None,
@@ -282,7 +282,7 @@ def _redirect_output(path) -> None:
     """Point this process's stdout and stderr (and so the attempt's) at the job's file."""
     sys.stdout.flush()
     sys.stderr.flush()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

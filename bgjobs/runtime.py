@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple
-from pathlib import Path
 
 from .config import Config, load_config
 from .eventlog import EventLog
@@ -17,13 +16,13 @@ class Runtime(namedtuple("Runtime", "config store log spawner")):
 
     __slots__ = ()
 
-    def lock_path(self, job_id: int) -> Path:
+    def lock_path(self, job_id: int) -> str:
         """The runner of job `job_id` holds an exclusive flock on this file."""
-        return self.config.state_dir / "locks" / f"{job_id}.lock"
+        return os.path.join(self.config.state_dir, "locks", f"{job_id}.lock")
 
     @property
-    def waker_lock(self) -> Path:
-        return self.config.state_dir / "waker.lock"
+    def waker_lock(self) -> str:
+        return os.path.join(self.config.state_dir, "waker.lock")
 
 
 _cache: dict[tuple, Runtime] = {}

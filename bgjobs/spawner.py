@@ -29,8 +29,8 @@ class LocalSpawner:
 
     def runner_env(self, lock_fd: int | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        env["BGJOBS_CONFIG"] = str(self.config.path)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.config.root), env.get("PYTHONPATH")) if p)
+        env["BGJOBS_CONFIG"] = self.config.path
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.config.root, env.get("PYTHONPATH")) if p)
         env.pop(LOCK_FD_ENV, None)
         for name in PRIVATE_ENV:
             env.pop(name, None)
@@ -41,12 +41,12 @@ class LocalSpawner:
     def spawn_runner(self, job_id: int, lock_fd: int) -> int:
         """Start the runner for a claimed job; returns its pid."""
         out = self.config.output_path(job_id)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
         return self._spawn(["-m", "bgjobs.runner", str(int(job_id))], out, lock_fd)
 
     def spawn_waker(self, lock_fd: int) -> int:
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        return self._spawn(["-m", "bgjobs.waker"], self.config.state_dir / "waker.out", lock_fd)
+        os.makedirs(self.config.state_dir, exist_ok=True)
+        return self._spawn(["-m", "bgjobs.waker"], os.path.join(self.config.state_dir, "waker.out"), lock_fd)
 
     def _spawn(self, args: list[str], output, lock_fd: int) -> int:
         out_fd = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)

@@ -11,12 +11,12 @@ fleet of machines): callers use its methods, never SQL.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from .job import ACTIVE, WAITING, Job, Status
 
@@ -77,8 +77,8 @@ def _placeholders(values) -> str:
 class Store:
     """A handle on one SQLite job database. One connection per thread."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
         self._local = threading.local()
 
     # --- connection and transactions ---------------------------------------
@@ -86,7 +86,7 @@ class Store:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 60000")

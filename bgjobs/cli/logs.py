@@ -17,7 +17,6 @@ from .common import Parser, run
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
 if TYPE_CHECKING:
     from datetime import datetime
-    from pathlib import Path
 
 EXAMPLES = """examples:
   job-logs                    every record of the main log, oldest first
@@ -170,8 +169,8 @@ def follow(tail, show: Printer, interval: float) -> int:
             signal.signal(sig, handler)
 
 
-def _job_exists(db_path: Path, job_id: int) -> bool:
-    if not db_path.exists():
+def _job_exists(db_path: str, job_id: int) -> bool:
+    if not os.path.exists(db_path):
         return False
     from ..store import Store
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
@@ -76,7 +78,7 @@ def render() -> None:
                     {"what": "job store", "path": str(cfg.db_path)},
                     {"what": "main log", "path": str(cfg.main_log)},
                     {"what": "errors log", "path": str(cfg.errors_log)},
-                    {"what": "job output", "path": str(cfg.output_path(0).parent)},
+                    {"what": "job output", "path": os.path.dirname(cfg.output_path(0))},
                     {"what": "state dir", "path": str(cfg.state_dir)},
                 ]
             ),

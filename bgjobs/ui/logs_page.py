@@ -45,7 +45,7 @@ def render() -> None:
     for tab, prefix in zip(tabs, TABS.values(), strict=True):
         if tab.open is False:
             continue  # a hidden tab costs nothing
-        path = cfg.main_log if prefix == "main" else cfg.errors_log
+        path = Path(cfg.main_log if prefix == "main" else cfg.errors_log)
         with tab:
             live = st.toggle(
                 "Follow",
