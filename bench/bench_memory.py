@@ -3,7 +3,7 @@ interpreter.
 
     .venv/bin/python bench/bench_memory.py [--quick] [--rounds N]
 
-5. The runner (`python -m bgjobs.runner ID`, the process whose parent is not
+5. The runner (`python -c "...bgjobs.runner..." ID`, the process whose parent is not
    itself a runner) while its job sleeps, measured with psutil: USS (memory
    only this process holds) and RSS. Against `python -c "import time;
    time.sleep(60)"` in the same environment. Goal: at most 1.5x.

@@ -1,4 +1,5 @@
-"""`python -m bgjobs.runner JOB_ID`: one job's own supervisor process.
+"""The runner: one job's own supervisor process, started by the spawner as
+`python -c RUNNER_CODE JOB_ID` (`python -m bgjobs.runner JOB_ID` also works).
 
 The runner holds the job's lock for its whole life, runs one attempt in a
 forked child that leads its own process group, waits for it (with the timeout

@@ -1,4 +1,4 @@
-"""`python -m bgjobs.waker`: the one timer, alive only while jobs are active.
+"""The waker (`python -c WAKER_CODE`, see spawner.py): the one timer, alive only while jobs are active.
 
 Queued rows need someone to start them when their time comes (a --delay, a
 retry's backoff, a slot freed by a runner that was killed). The waker holds

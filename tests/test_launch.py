@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bgjobs.spawner import RUNNER_CODE
 from tests.conftest import BIN, wait_until
 
 
@@ -406,12 +407,12 @@ def test_runner_argv_holds_only_the_job_id(project):
     def runner_cmdline():
         for p in project.processes():
             cmd = p.cmdline()
-            if "bgjobs.runner" in cmd:
+            if RUNNER_CODE in cmd:
                 return cmd
         return None
 
     cmd = wait_until(runner_cmdline, what="the runner process")
-    assert cmd[1:] == ["-m", "bgjobs.runner", str(job_id)]
+    assert cmd[1:] == ["-c", RUNNER_CODE, str(job_id)]
 
 
 def test_parsed_config_is_cached_until_the_file_changes(project, tmp_path, monkeypatch):
