@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections import namedtuple
 
@@ -150,13 +149,19 @@ _MISS = object()
 
 
 def _cache_file(file: str) -> str:
-    import zlib
-
     base = os.environ.get("BGJOBS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bgjobs"
     )
-    name = file.encode()
-    return os.path.join(base, f"config-{zlib.crc32(name):08x}{zlib.adler32(name):08x}.json")
+    return os.path.join(base, f"config-{_fnv1a(file.encode()):016x}.json")
+
+
+def _fnv1a(data: bytes) -> int:
+    """64-bit FNV-1a: a stable name for a path, without importing zlib or
+    hashlib (and their shared libraries) into every runner."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
 
 
 def _cache_get(file: str, stamp: list) -> object:
@@ -268,7 +273,7 @@ class _Validator:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(prefix + key, "must be a number of seconds", value)
-        if math.isnan(value) or math.isinf(value) or value < minimum:
+        if not minimum <= value < float("inf"):  # also refuses NaN
             self.fail(prefix + key, f"must be a finite number >= {minimum:g}", value)
         return float(value)
 

@@ -15,8 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from .job import ACTIVE, WAITING, Job, Status
 
@@ -112,16 +111,10 @@ class Store:
                     conn.execute(ddl)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
-    def _tx(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        conn = conn or self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _tx(self, conn: sqlite3.Connection | None = None) -> _Transaction:
+        """`with self._tx() as conn:` runs the block in one BEGIN IMMEDIATE
+        transaction: committed if it returns, rolled back if it raises."""
+        return _Transaction(conn or self._conn())
 
     def close(self) -> None:
         """Close this thread's connection (the runner does so before it forks)."""
@@ -386,3 +379,22 @@ class Store:
                 [*values.values(), job_id, *exp],
             )
             return self._get(conn, job_id) if cur.rowcount else None
+
+
+class _Transaction:
+    """The context manager behind Store._tx. A class rather than
+    @contextlib.contextmanager: contextlib would be one more import for every
+    runner and console script, which only ever need these few lines."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        return False
