@@ -400,6 +400,43 @@ def test_core_does_not_import_pandas_or_streamlit(project):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+# Modules the hot paths (job-run, job-cancel, the runner up to the job's first
+# line) must not load: each costs every launch milliseconds (docs/architecture.md,
+# "The start-up budget").
+NOT_AT_START_UP = ["pathlib", "contextlib", "zlib", "getpass", "runpy", "yaml", "traceback",
+                   "typing", "inspect", "dataclasses", "shutil", "subprocess", "asyncio",
+                   "pandas", "streamlit", "pyarrow"]  # fmt: skip
+PROBE = """
+import sys
+
+LOADED_BEFORE_ME = set(sys.modules)  # what the runner (and the attempt) had loaded
+
+
+class Probe:
+    def loaded(self, names: list) -> list:
+        return sorted(n for n in names if n in LOADED_BEFORE_ME)
+"""
+
+
+def test_start_up_imports_stay_lean(project):
+    (project.root / "testjobs" / "probe.py").write_text(PROBE)
+    project.write_config(allowed_classes=["testjobs.probe.Probe", "testjobs.tasks.Tasks"])
+    # The runner, as a job sees it on its first line (the attempt is the runner's fork).
+    job_id = int(project.cli("job-run", "testjobs.probe.Probe", "loaded",
+                             f"--params={json.dumps(NOT_AT_START_UP)}", check=True).stdout)
+    job = project.wait_final(job_id)
+    assert job.status.value == "succeeded", job.error
+    assert json.loads(job.result) == []
+    # job-run and job-cancel, through their real code paths.
+    for argv in (["job-run", "testjobs.probe.Probe", "loaded", "--params=[]"], ["job-cancel", str(job_id)]):
+        module = "run" if argv[0] == "job-run" else "cancel"
+        proc = project.python(
+            f"import sys; from bgjobs.cli.{module} import main; main({argv[1:]!r});"
+            f"print(sorted(n for n in {NOT_AT_START_UP!r} if n in sys.modules))"
+        )
+        assert proc.stdout.strip().splitlines()[-1] == "[]", (argv, proc.stdout, proc.stderr)
+
+
 def test_runner_argv_holds_only_the_job_id(project):
     job_id = project.submit("sleep", 30)
     project.wait_status(job_id, "running")
