@@ -23,6 +23,7 @@ from .recovery import log_next_step
 from .runtime import Runtime, open_runtime
 from .spawner import LOCK_FD_ENV
 
+SPARE = "--spare"  # argv of a runner started ahead of its job (see _spare)
 POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
 MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands over
 
@@ -33,6 +34,7 @@ class Runner:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.sigterm = False
+        self.dispatch_after_start = False  # once, when the next attempt has started
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -113,6 +115,11 @@ class Runner:
         except OSError:
             pass
         self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
+        if self.dispatch_after_start:
+            self.dispatch_after_start = False
+            from .launcher import dispatch
+
+            dispatch(self.rt)  # reconcile, and start what else is due, while the job runs
         status, stop = self._wait(job, pid)
         self._apply_progress(job)
         os.close(progress_r)
@@ -318,8 +325,10 @@ def _read_all(fd: int) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == [SPARE]:
+        return _spare()
     if len(argv) != 1 or not argv[0].isdigit():
-        print("usage: python -m bgjobs.runner JOB_ID", file=sys.stderr)
+        print(f"usage: python -m bgjobs.runner JOB_ID | {SPARE}", file=sys.stderr)
         return 2
     job_id = int(argv[0])
     rt = open_runtime()
@@ -333,7 +342,41 @@ def main(argv: list[str] | None = None) -> int:
         if not procs.try_lock(lock_fd):
             print(f"bgjobs: job {job_id} already has a runner", file=sys.stderr)
             return 1
+    return _chain(Runner(rt), job_id, lock_fd)
+
+
+def _spare() -> int:
+    """A runner started before its job exists: `job-run` starts one first thing,
+    so that this interpreter boots while job-run validates and records the job.
+    It waits on stdin for the config file's path, then claims the next due job
+    as a runner does when its job is done. End of input without a path (the
+    launch was refused, or job-run died) means there is nothing to do."""
+    from . import attempt, launcher  # noqa: F401 - loaded while job-run works, not after
+
+    procs.load_prctl()
+    line = b""
+    while not line.endswith(b"\n") and (chunk := os.read(0, 4096)):
+        line += chunk
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    if not line.strip():
+        return 0
+    rt = open_runtime(os.fsdecode(line.strip()))
+    os.chdir(rt.config.root)
+    os.environ.update(rt.spawner.config_env())  # for the attempts, as a spawned runner has it
+    claimed = launcher.claim(rt, limit=1)
+    if not claimed:
+        launcher.dispatch(rt)  # e.g. a --delay job: dispatch starts the waker
+        return 0
     runner = Runner(rt)
+    runner.dispatch_after_start = True  # what job-run's own dispatch would have done
+    return _chain(runner, claimed[0][0].id, claimed[0][1])
+
+
+def _chain(runner: Runner, job_id: int, lock_fd: int) -> int:
+    """Run claimed job `job_id`, then each next due job this runner can claim."""
+    rt = runner.rt
     for _ in range(MAX_CHAIN):
         try:
             done = runner.run(job_id, lock_fd)

@@ -11,12 +11,14 @@ It uses posix_spawn (no copy of the caller's memory, no subprocess import):
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 import time
 
-from .config import Config
+TYPE_CHECKING = False  # typing itself is kept out of the start-up path
+if TYPE_CHECKING:
+    from .config import Config
 
 LOCK_FD_ENV = "BGJOBS_LOCK_FD"
 RUNNER_CODE = "import sys; from bgjobs.runner import main; sys.exit(main())"
@@ -31,13 +33,22 @@ class LocalSpawner:
     def __init__(self, config: Config) -> None:
         self.config = config
 
+    def config_env(self) -> dict[str, str]:
+        """What a runner's environment says about the project: its config file,
+        and its root first on PYTHONPATH (so a job's own subprocesses import
+        from it too)."""
+        path = os.environ.get("PYTHONPATH")
+        root = self.config.root
+        if path and (path == root or path.startswith(root + os.pathsep)):
+            return {"BGJOBS_CONFIG": self.config.path, "PYTHONPATH": path}
+        return {
+            "BGJOBS_CONFIG": self.config.path,
+            "PYTHONPATH": os.pathsep.join(p for p in (root, path) if p),
+        }
+
     def runner_env(self, lock_fd: int | None = None) -> dict[str, str]:
-        env = dict(os.environ)
-        env["BGJOBS_CONFIG"] = self.config.path
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.config.root, env.get("PYTHONPATH")) if p)
-        env.pop(LOCK_FD_ENV, None)
-        for name in PRIVATE_ENV:
-            env.pop(name, None)
+        env = _clean_env()
+        env.update(self.config_env())
         if lock_fd is not None:
             env[LOCK_FD_ENV] = str(lock_fd)
         return env
@@ -74,6 +85,58 @@ class LocalSpawner:
         return pid
 
 
+class Spare:
+    """A runner started before its job is recorded (see runner._spare): `job-run`
+    starts one first thing, so the runner's interpreter boots while job-run
+    validates and records the job, on another CPU. `go` hands it the config
+    file; dropping it (or exiting) without `go` makes it exit unused."""
+
+    def __init__(self) -> None:
+        read_fd, self._fd = os.pipe()
+        try:
+            self.pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-c", RUNNER_CODE, "--spare"],
+                _clean_env(),
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, read_fd, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                ],
+                setsid=True,
+            )
+        except BaseException:
+            os.close(self._fd)
+            raise
+        finally:
+            os.close(read_fd)
+
+    def go(self, config: Config) -> bool:
+        """Tell the spare to claim the next due job of `config`'s store. False if
+        it is gone (the caller then dispatches itself)."""
+        try:
+            os.write(self._fd, os.fsencode(config.path) + b"\n")
+            return True
+        except OSError:
+            return False
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment, less what a runner must not inherit."""
+    env = dict(os.environ)
+    env.pop(LOCK_FD_ENV, None)
+    for name in PRIVATE_ENV:
+        env.pop(name, None)
+    return env
+
+
 class _Reaper:
     """Waits for the processes this process started, so a long-lived caller (the
     dashboard) never collects <defunct> children. A short-lived caller (the
@@ -81,13 +144,15 @@ class _Reaper:
 
     def __init__(self) -> None:
         self._pids: set[int] = set()
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading is imported only if a thread is needed
         self._running = False
 
     def track(self, pid: int) -> None:
         with self._lock:
             self._pids.add(pid)
             if not self._running:
+                import threading
+
                 self._running = True
                 threading.Thread(target=self._run, name="bgjobs-reaper", daemon=True).start()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -222,7 +223,8 @@ def test_refusals_exit_2_with_no_row_and_a_rejected_record(project, args, messag
     rejected = project.records(errors=True)
     assert [r["event"] for r in rejected] == ["rejected"]
     assert rejected[0]["job_id"] is None and message in rejected[0]["message"]
-    assert project.processes() == []
+    # job-run's spare runner (started before the arguments were checked) exits unused.
+    wait_until(lambda: project.processes() == [], what="no process left in the project")
 
 
 def test_inherited_method_from_a_listed_class_base_is_allowed(project):
@@ -479,3 +481,42 @@ def test_callers_secrets_do_not_reach_the_job(project, tmp_path, monkeypatch):
     project.wait_final(job_id)
     names = json.loads(out.read_text())
     assert "BGJOBS_DASHBOARD_PASSWORD" not in names and "BGJOBS_LOCK_FD" not in names
+
+
+# --- job-run's spare runner -----------------------------------------------------
+# These tests read the store without dispatching (project.wait_status dispatches),
+# so that only job-run, its spare runner and the waker can start a job.
+
+
+def _status(project, job_id: int) -> str:
+    return project.job(job_id).status.value
+
+
+def test_job_run_hands_its_job_to_a_spare_runner_with_a_bare_argv(project):
+    job_id = int(project.cli("job-run", "testjobs.tasks.Tasks", "sleep", "--params=30", check=True).stdout)
+    wait_until(lambda: _status(project, job_id) == "running", what="the job to run")
+    argvs = {tuple(p.cmdline()[1:]) for p in project.processes() if RUNNER_CODE in p.cmdline()}
+    assert argvs == {("-c", RUNNER_CODE, "--spare")}  # the runner and its attempt: no params in ps
+
+
+def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
+    marker = tmp_path / "starts.jsonl"
+    before = time.time()
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "record_start", f"--params={marker}", "--delay=1", check=True)
+    job_id = int(proc.stdout)
+    # The spare finds nothing due, dispatches (which starts the waker) and exits.
+    wait_until(lambda: _status(project, job_id) == "succeeded", 15, what="the delayed job to run")
+    assert json.loads(marker.read_text().splitlines()[0])["t"] >= before + 1
+
+
+def test_job_run_dispatches_itself_when_its_spare_is_gone(project):
+    code = (
+        "import os, signal; from bgjobs.spawner import Spare; from bgjobs.cli.run import main\n"
+        "spare = Spare(); os.kill(spare.pid, signal.SIGKILL); os.waitpid(spare.pid, 0)\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=fallback'], spare=spare)"
+    )
+    proc = project.python(code)
+    assert proc.returncode == 0, proc.stderr
+    job_id = int(proc.stdout.split()[-1])
+    wait_until(lambda: _status(project, job_id) == "succeeded", what="the job to run after all")
+    assert project.job(job_id).result == '"fallback"'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import EXIT_JOB_FAILED, EXIT_OK
 from .common import Parser, exit_now, local_user, print_json, run
 
@@ -45,7 +47,9 @@ def build_parser() -> Parser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, spare=None) -> int:
+    """job-run. `spare`, if given, is a runner started ahead (spawner.Spare): it
+    is told to take the job once recorded, instead of a dispatch from here."""
     args = build_parser().parse_args(argv)
 
     def body() -> int:
@@ -64,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             source="cli",
             user=local_user(),
+            dispatch_now=spare is None,
         )
+        if spare is not None:
+            from ..launcher import dispatch
+            from ..runtime import open_runtime
+
+            rt = open_runtime(args.config)
+            if not spare.go(rt.config):
+                dispatch(rt)  # the spare died: start the job the usual way
         if args.wait:
             job = api.wait_for(job.id, config=args.config)
         if args.json:
@@ -83,7 +95,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def console() -> None:
     """The console script's entry point."""
-    exit_now(main())
+    argv = sys.argv[1:]
+    exit_now(main(argv, spare=_start_spare(argv)))
+
+
+def _start_spare(argv: list[str]):
+    """Start a spare runner now, so its interpreter boots while this one imports,
+    validates and records (see spawner.Spare): the job starts ~60 ms sooner on a
+    machine with a CPU to spare. Not for --help or a command that cannot launch."""
+    if len([a for a in argv if not a.startswith("-")]) < 2 or {"-h", "--help"} & set(argv):
+        return None
+    from ..spawner import Spare
+
+    try:
+        return Spare()
+    except OSError:
+        return None  # dispatch starts a runner as usual
 
 
 if __name__ == "__main__":
