@@ -117,9 +117,7 @@ class Runner:
         self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
         if self.dispatch_after_start:
             self.dispatch_after_start = False
-            from .launcher import dispatch
-
-            dispatch(self.rt)  # reconcile, and start what else is due, while the job runs
+            self._dispatch_quietly()  # reconcile, and start what else is due, while the job runs
         status, stop = self._wait(job, pid)
         self._apply_progress(job)
         os.close(progress_r)
@@ -189,6 +187,16 @@ class Runner:
             _killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         return status, stop
+
+    def _dispatch_quietly(self) -> None:
+        """Dispatch while an attempt runs: a failure here (say, a busy store) must
+        not take the runner, and so the job, down. The next dispatch retries it."""
+        from .launcher import dispatch
+
+        try:
+            dispatch(self.rt)
+        except Exception as exc:  # noqa: BLE001
+            print(f"bgjobs: dispatch from runner {os.getpid()} failed: {exc!r}", file=sys.stderr, flush=True)
 
     def _apply_progress(self, job: Job) -> None:
         """Store the latest progress line the attempt sent, if any."""
