@@ -67,16 +67,11 @@ class LocalSpawner:
         out_fd = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         os.set_inheritable(lock_fd, True)
         try:
-            pid = os.posix_spawn(
-                sys.executable,
-                [sys.executable, *args],
+            pid = _start_python(
+                args,
                 self.runner_env(lock_fd),
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, out_fd, 1),
-                    (os.POSIX_SPAWN_DUP2, out_fd, 2),
-                ],
-                setsid=True,
+                stdin=(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                output=(os.POSIX_SPAWN_DUP2, out_fd, 1),
             )
         finally:
             os.set_inheritable(lock_fd, False)
@@ -94,16 +89,12 @@ class Spare:
     def __init__(self) -> None:
         read_fd, self._fd = os.pipe()
         try:
-            self.pid = os.posix_spawn(
-                sys.executable,
-                [sys.executable, "-c", RUNNER_CODE, "--spare"],
+            # Until it has a job (and so an output file), it has nothing to say.
+            self.pid = _start_python(
+                ["-c", RUNNER_CODE, "--spare"],
                 _clean_env(),
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, read_fd, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, 1, 2),
-                ],
-                setsid=True,
+                stdin=(os.POSIX_SPAWN_DUP2, read_fd, 0),
+                output=(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
             )
         except BaseException:
             os.close(self._fd)
@@ -126,6 +117,19 @@ class Spare:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _start_python(args: list[str], env: dict[str, str], *, stdin: tuple, output: tuple) -> int:
+    """posix_spawn this interpreter with `args` in a session of its own, no
+    shell: `stdin` and `output` are file actions that set up fds 0 and 1 (and
+    fd 2 is made a copy of 1)."""
+    return os.posix_spawn(
+        sys.executable,
+        [sys.executable, *args],
+        env,
+        file_actions=[stdin, output, (os.POSIX_SPAWN_DUP2, 1, 2)],
+        setsid=True,
+    )
 
 
 def _clean_env() -> dict[str, str]:
