@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import EXIT_JOB_FAILED, EXIT_OK
-from .common import Parser, exit_now, local_user, print_json, run
+# The rest of the CLI (argparse, json, ...) is imported inside the functions:
+# console() starts the spare runner first, before any of that is loaded.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .common import Parser
 
 
 def build_parser() -> Parser:
+    from .common import Parser
+
     p = Parser(
         prog="job-run",
         description="Run an allowlisted CLASS.METHOD(params) as its own background process.\n"
@@ -50,6 +55,9 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None, spare=None) -> int:
     """job-run. `spare`, if given, is a runner started ahead (spawner.Spare): it
     is told to take the job once recorded, instead of a dispatch from here."""
+    from ..errors import EXIT_JOB_FAILED, EXIT_OK
+    from .common import local_user, print_json, run
+
     args = build_parser().parse_args(argv)
 
     def body() -> int:
@@ -96,7 +104,10 @@ def main(argv: list[str] | None = None, spare=None) -> int:
 def console() -> None:
     """The console script's entry point."""
     argv = sys.argv[1:]
-    exit_now(main(argv, spare=_start_spare(argv)))
+    spare = _start_spare(argv)  # first thing: its boot overlaps all that follows
+    from .common import exit_now
+
+    exit_now(main(argv, spare=spare))
 
 
 def _start_spare(argv: list[str]):
