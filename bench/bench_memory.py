@@ -37,6 +37,13 @@ from _common import (  # noqa: E402
 )
 
 GOAL = 1.5
+# The floor: a sleeping interpreter that imported only the standard modules a
+# runner needs (the store, JSON records, signals, locks) and opened the store.
+FLOOR_CODE = (
+    "import json, sqlite3, signal, threading, select, fcntl, sys, time;"
+    "c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM jobs').fetchone();"
+    "time.sleep(60)"
+)
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -122,13 +129,16 @@ def main() -> int:
     extra: dict[str, list[float]] = {"runner rss": [], "attempt uss": [], "attempt rss": [],
                                      "waker uss": [], "waker rss": [], "bare rss": [],
                                      "runner anon": [], "bare anon": [], "pair": [],
-                                     "runner uss": []}
+                                     "runner uss": [], "floor rss": []}
     with BenchProject("memory", keep=args.keep) as proj:
         code = proj.code_note()
         proj.enter()
         from bgjobs import api
 
         env, cwd = proj.env(), proj.root
+        from bgjobs.config import load_config
+
+        db_path = load_config(proj.config_path).db_path
 
         def runner_case() -> float:
             ready = proj.mark("ready")
@@ -159,20 +169,28 @@ def main() -> int:
             api.cancel_job(job_id, config=proj.config_path)
             return mem.uss if unique is None else unique[0]
 
-        def bare_case() -> float:
-            proc = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"], env=env, cwd=cwd,
-                                    stdin=subprocess.DEVNULL)
+        def sleeper(code: str, *args: str):
+            """(settled memory, anonymous bytes) of `python -c code args` while it sleeps."""
+            proc = subprocess.Popen([PY, "-c", code, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
             try:
-                mem = settled_memory(psutil.Process(proc.pid))
-                extra["bare anon"].append(anonymous(proc.pid))
+                return settled_memory(psutil.Process(proc.pid)), anonymous(proc.pid)
             finally:
                 proc.kill()
                 proc.wait()
+
+        def bare_case() -> float:
+            mem, anon = sleeper("import time; time.sleep(60)")
+            extra["bare anon"].append(anon)
             extra["bare rss"].append(mem.rss)
             return mem.uss
 
-        s = interleave(rounds, {"runner": runner_case, "bare": bare_case}, between=proj.quiesce,
-                       progress="memory")
+        def floor_case() -> float:
+            mem, _ = sleeper(FLOOR_CODE, db_path)
+            extra["floor rss"].append(mem.rss)
+            return mem.uss
+
+        s = interleave(rounds, {"runner": runner_case, "bare": bare_case, "floor": floor_case},
+                       between=proj.quiesce, progress="memory")
         proj.quiesce()
     extra = {k: v[-rounds:] for k, v in extra.items()}
 
@@ -183,6 +201,9 @@ def main() -> int:
     add("5. runner USS, counting the pages it shares only with its own attempt, vs bare USS"
         if fair else "5. runner USS (psutil) vs bare sleeping interpreter USS", s["runner"], s["bare"], GOAL)
     add("5. runner RSS vs bare sleeping interpreter RSS", extra["runner rss"], extra["bare rss"], GOAL)
+    add("(info) the floor for 5: RSS of a sleeping interpreter that imported only "
+        "`json, sqlite3, signal, threading, select, fcntl` and read the store, vs bare RSS",
+        extra["floor rss"], extra["bare rss"])
     if fair:
         add("(info) runner USS as psutil counts it, vs bare USS", extra["runner uss"], s["bare"])
     add("(info) runner anonymous memory (heap) vs bare", extra["runner anon"], extra["bare anon"])
