@@ -19,11 +19,11 @@ from .errors import RejectedError
 MAX_REPORT = 60 * 1024  # stays below a pipe's buffer, so the write never blocks
 
 
-def child_main(rt, job, result_fd: int, progress_fd: int, parent: int) -> None:
+def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, parent: int) -> None:
     code, report = 1, {"ok": False}
     try:
         os.setpgid(0, 0)
-        procs.set_parent_death_signal(signal.SIGKILL)
+        procs.kill_me_when_closed(lifeline_fd, signal.SIGKILL)  # the runner holds the other end
         if os.getppid() != parent:
             os._exit(70)  # the runner died while we forked
         signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -15,7 +15,6 @@ import signal
 
 # linux/pidfd.h: deliver to the whole process group of the pidfd's process.
 PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2
-PR_SET_PDEATHSIG = 1
 
 
 def start_time(pid: int) -> int | None:
@@ -107,27 +106,16 @@ def group_alive(pgid: int) -> bool:
         return True
 
 
-_prctl = None
-
-
-def load_prctl():
-    """libc's prctl, through ctypes (loaded once; None where unavailable)."""
-    global _prctl
-    if _prctl is None:
-        try:
-            import ctypes
-
-            _prctl = ctypes.CDLL(None, use_errno=True).prctl
-        except (OSError, AttributeError):
-            _prctl = False
-    return _prctl or None
-
-
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
-    """Ask the kernel to send `sig` to this process when its parent dies."""
-    prctl = load_prctl()
-    if prctl is not None:
-        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+def kill_me_when_closed(lifeline: int, sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send `sig` to this process as soon as nothing holds the
+    write end of pipe `lifeline` any more: a parent that keeps that end open
+    makes this a parent-death signal. It is the O_ASYNC idiom (F_SETOWN to us,
+    F_SETSIG to `sig`); it needs no ctypes for prctl(PR_SET_PDEATHSIG), which
+    cost every runner 4 ms and 0.4 MiB. Unlike that, it does not survive exec."""
+    fcntl.fcntl(lifeline, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(lifeline, fcntl.F_SETSIG, int(sig))
+    flags = fcntl.fcntl(lifeline, fcntl.F_GETFL)
+    fcntl.fcntl(lifeline, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
 
 
 # --- locks -----------------------------------------------------------------

@@ -87,16 +87,18 @@ class Runner:
     def _run_attempt(self, job: Job) -> Job | None:
         result_r, result_w = os.pipe2(os.O_CLOEXEC)
         progress_r, progress_w = os.pipe2(os.O_CLOEXEC)
+        # We hold the write end for the attempt's whole life: if we die, the
+        # kernel closes it and SIGKILLs the attempt (procs.kill_me_when_closed).
+        lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(progress_r, False)
         os.set_blocking(progress_w, False)  # a job never blocks on its progress
         sys.stdout.flush()
         sys.stderr.flush()
         self.rt.log.close()
-        # Loaded once here rather than in every forked attempt (ctypes alone
-        # costs an attempt 4 ms; children share these pages copy-on-write).
+        # Loaded once here rather than in every forked attempt (children share
+        # these pages copy-on-write).
         from . import attempt
 
-        procs.load_prctl()
         me = os.getpid()
         # The child never touches the store: SQLite connections must not cross
         # a fork, so progress comes back to us on a pipe and we write it.
@@ -106,9 +108,11 @@ class Runner:
             os.close(progress_r)
             os.close(self.lock_fd)  # the lock is the runner's alone
             os.close(self.wake_r)
-            attempt.child_main(self.rt, job, result_w, progress_w, parent=me)  # never returns
+            os.close(lifeline_w)
+            attempt.child_main(self.rt, job, result_w, progress_w, lifeline_r, parent=me)  # never returns
         os.close(result_w)
         os.close(progress_w)
+        os.close(lifeline_r)
         self.progress_r, self._partial = progress_r, b""
         try:
             os.setpgid(pid, pid)  # also done in the child; whichever runs first
@@ -118,7 +122,10 @@ class Runner:
         if self.dispatch_after_start:
             self.dispatch_after_start = False
             self._dispatch_quietly()  # reconcile, and start what else is due, while the job runs
-        status, stop = self._wait(job, pid)
+        try:
+            status, stop = self._wait(job, pid)
+        finally:
+            os.close(lifeline_w)  # the attempt is reaped: nobody is left to signal
         self._apply_progress(job)
         os.close(progress_r)
         report = _read_all(result_r)
@@ -361,7 +368,6 @@ def _spare() -> int:
     launch was refused, or job-run died) means there is nothing to do."""
     from . import attempt, launcher  # noqa: F401 - loaded while job-run works, not after
 
-    procs.load_prctl()
     line = b""
     while not line.endswith(b"\n") and (chunk := os.read(0, 4096)):
         line += chunk

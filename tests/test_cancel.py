@@ -14,6 +14,7 @@ import pytest
 
 from bgjobs import api
 from bgjobs.errors import AlreadyFinal, NoSuchJob
+from bgjobs.spawner import WAKER_CODE
 from tests.conftest import wait_until
 
 
@@ -179,6 +180,19 @@ def test_kill_9_of_runner_with_no_retries_left_fails(project):
     job = project.wait_final(job_id)
     assert job.status.value == "failed" and "runner" in job.error
     wait_until(lambda: not _alive(attempt_pid), timeout=5, what="the orphaned attempt to die")
+
+
+def test_attempt_dies_with_its_runner_before_anyone_reconciles(project):
+    job_id = project.submit("sleep", 30, max_retries=0)
+    runner = _runner_of(project, job_id)
+    attempt_pid = project.job(job_id).pid
+    # Kill the runner and any waker, and do not dispatch: no reconcile can run,
+    # so only the kernel (the runner's end of the attempt's lifeline) stops it.
+    for proc in project.processes():
+        if proc.pid == runner or WAKER_CODE in proc.cmdline():
+            proc.send_signal(signal.SIGKILL)
+    wait_until(lambda: not _alive(attempt_pid), timeout=5, what="the attempt to die with its runner")
+    assert project.job(job_id).status.value == "running"  # nobody has reconciled yet
 
 
 def test_retry_whose_runner_died_resumes_at_next_reconcile(project, tmp_path):

@@ -406,7 +406,7 @@ def test_core_does_not_import_pandas_or_streamlit(project):
 # line) must not load: each costs every launch milliseconds (docs/architecture.md,
 # "The start-up budget").
 NOT_AT_START_UP = ["pathlib", "contextlib", "zlib", "getpass", "runpy", "yaml", "traceback",
-                   "typing", "inspect", "dataclasses", "shutil", "subprocess", "asyncio",
+                   "typing", "inspect", "dataclasses", "shutil", "subprocess", "asyncio", "ctypes",
                    "pandas", "streamlit", "pyarrow"]  # fmt: skip
 PROBE = """
 import sys
