@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 
-from . import procs
+from . import procs, spawner
 from .job import Job
 from .recovery import log_next_step
 from .runtime import Runtime, open_runtime
@@ -33,6 +33,7 @@ class Runner:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        spawner.reap_in_loop()  # we fork our attempts: no reaper thread here (see spawner)
         self.sigterm = False
         self.dispatch_after_start = False  # once, when the next attempt has started
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -160,6 +161,7 @@ class Runner:
             if self.progress_r in ready:
                 self._apply_progress(job)
             _drain(self.wake_r)
+            spawner.reap()  # the waker or runners we started, if they have exited
             now = time.monotonic()
             if not stop and (self.sigterm or now >= next_poll):
                 if now >= next_poll and next_poll == started + POLL:

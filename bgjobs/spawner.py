@@ -144,36 +144,53 @@ def _clean_env() -> dict[str, str]:
 class _Reaper:
     """Waits for the processes this process started, so a long-lived caller (the
     dashboard) never collects <defunct> children. A short-lived caller (the
-    CLI) exits first and the runners are reparented; the thread dies with it."""
+    CLI) exits first and the runners are reparented; the thread dies with it.
+
+    A runner forks its attempts, and a process that forks must not have threads
+    (the child would inherit locks held by them): it calls `reap_in_loop()` and
+    then `reap()` from its own wait loop instead."""
 
     def __init__(self) -> None:
         self._pids: set[int] = set()
         self._lock = _thread.allocate_lock()  # threading is imported only if a thread is needed
         self._running = False
+        self._threaded = True
+
+    def reap_in_loop(self) -> None:
+        """From now on this process reaps by calling reap() itself: no thread."""
+        self._threaded = False
 
     def track(self, pid: int) -> None:
         with self._lock:
             self._pids.add(pid)
-            if not self._running:
+            if self._threaded and not self._running:
                 import threading
 
                 self._running = True
                 threading.Thread(target=self._run, name="bgjobs-reaper", daemon=True).start()
 
+    def reap(self) -> bool:
+        """Collect the tracked children that have exited; True if none is left."""
+        with self._lock:
+            for pid in list(self._pids):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done = pid  # reaped elsewhere
+                if done:
+                    self._pids.discard(pid)
+            return not self._pids
+
     def _run(self) -> None:
         while True:
-            with self._lock:
-                for pid in list(self._pids):
-                    try:
-                        done, _ = os.waitpid(pid, os.WNOHANG)
-                    except ChildProcessError:
-                        done = pid  # reaped elsewhere
-                    if done:
-                        self._pids.discard(pid)
-                if not self._pids:
-                    self._running = False
-                    return
+            if self.reap():
+                with self._lock:
+                    if not self._pids:
+                        self._running = False
+                        return
             time.sleep(0.2)
 
 
 _reaper = _Reaper()
+reap_in_loop = _reaper.reap_in_loop
+reap = _reaper.reap

@@ -8,9 +8,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 
-from bgjobs.spawner import RUNNER_CODE
+from bgjobs import api
+from bgjobs.spawner import RUNNER_CODE, WAKER_CODE
 from tests.conftest import BIN, wait_until
 
 
@@ -520,3 +522,16 @@ def test_job_run_dispatches_itself_when_its_spare_is_gone(project):
     job_id = int(proc.stdout.split()[-1])
     wait_until(lambda: _status(project, job_id) == "succeeded", what="the job to run after all")
     assert project.job(job_id).result == '"fallback"'
+
+
+def test_a_runner_never_has_a_thread_when_it_forks(project):
+    # After a second, the runner starts the waker as its watchdog. It reaps it in
+    # its own loop: a thread in a process that forks attempts would be unsafe.
+    job_id = project.submit("sleep", 30, max_retries=0)
+    job = wait_until(lambda: (j := project.job(job_id)).pid and j, what="the attempt to start")
+    runner = psutil.Process(job.runner_pid)  # recorded by the runner itself with the attempt
+    wait_until(
+        lambda: any(WAKER_CODE in p.cmdline() for p in project.processes()), what="the watchdog waker"
+    )
+    assert runner.num_threads() == 1
+    api.cancel_job(job_id, grace=0.5, config=project.config_path)
