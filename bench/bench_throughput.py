@@ -102,18 +102,9 @@ class Ours:
         first = api.run_background_job("jobs.noop.Noop", "run", config=cfg)
         for _ in range(n - 1):
             api.run_background_job("jobs.noop.Noop", "run", config=cfg)
-        while True:
-            counts = api.job_counts(config=cfg)
-            if not any(counts.get(s, 0) for s in ("queued", "running", "retrying")):
-                break
-            time.sleep(0.01)
-        dt = time.perf_counter() - t0
-        ok = counts.get("succeeded", 0) - self.succeeded
-        self.succeeded = counts.get("succeeded", 0)
-        if ok != n:
-            raise RuntimeError(f"bgjobs: {ok} of {n} jobs succeeded: {counts}")
+        rate = self._finish(n, t0)
         self.runners.append(self.runner_count(first))
-        return n / dt
+        return rate
 
     def run_queued(self, n: int) -> float:
         """N jobs queued first (no dispatch), then released with one dispatch:
@@ -127,6 +118,14 @@ class Ours:
             api.submit("jobs.noop.Noop", "run", config=cfg, dispatch_now=False)
         t0 = time.perf_counter()
         launcher.dispatch(open_runtime(cfg))
+        rate = self._finish(n, t0)
+        self.runners_queued.append(self.runner_count(first))
+        return rate
+
+    def _finish(self, n: int, t0: float) -> float:
+        """Wait until no job is active; check that all `n` new ones succeeded;
+        return jobs per second since `t0`."""
+        api, cfg = self.api, self.proj.config_path
         while True:
             counts = api.job_counts(config=cfg)
             if not any(counts.get(s, 0) for s in ("queued", "running", "retrying")):
@@ -137,7 +136,6 @@ class Ours:
         self.succeeded = counts.get("succeeded", 0)
         if ok != n:
             raise RuntimeError(f"bgjobs: {ok} of {n} jobs succeeded: {counts}")
-        self.runners_queued.append(self.runner_count(first))
         return n / dt
 
     def runner_count(self, first_id: int) -> int:

@@ -66,14 +66,7 @@ def cancel(
                 source=source,
                 user=user,
             )
-            log.emit(
-                "cancelled",
-                level="WARNING",
-                job=done,
-                message=f"job {job_id} cancelled while {job.status.value}",
-                source=source,
-                user=user,
-            )
+            recovery.log_cancelled(log, done, f"job {job_id} cancelled while {job.status.value}")
             dispatch(rt)
             return CancelResult(done, time.monotonic() - t0)
         grace = job.cancel_grace if grace is None else float(grace)

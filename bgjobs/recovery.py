@@ -75,14 +75,7 @@ def settle_lost(rt: Runtime, job: Job, reason: str) -> Job | None:
     if job.cancel_requested_at is not None:
         done = store.mark_lost(job.id, retry_at=None, cancelled=True, error=f"cancelled; {reason}")
         if done:
-            log.emit(
-                "cancelled",
-                level="WARNING",
-                job=done,
-                message=f"job {job.id} cancelled ({reason})",
-                source=job.cancel_source,
-                user=job.cancel_user,
-            )
+            log_cancelled(log, done, f"job {job.id} cancelled ({reason})")
         return done
     retry_at = time.time() + job.next_retry_delay() if job.attempts_left else None
     done = store.mark_lost(job.id, retry_at=retry_at, cancelled=False, error=reason)
@@ -100,6 +93,19 @@ def settle_lost(rt: Runtime, job: Job, reason: str) -> Job | None:
     )
     log_next_step(log, job, done, f"after {job.attempt} attempt(s)", "RunnerLost", reason)
     return done
+
+
+def log_cancelled(log, done: Job, message: str, **extra) -> None:
+    """The `cancelled` record of a job now cancelled, naming who asked for it."""
+    log.emit(
+        "cancelled",
+        level="WARNING",
+        job=done,
+        message=message,
+        source=done.cancel_source,
+        user=done.cancel_user,
+        **extra,
+    )
 
 
 def log_next_step(log, job: Job, done: Job, why: str, exception: str | None, error: str | None) -> None:

@@ -19,7 +19,7 @@ import time
 
 from . import procs, spawner
 from .job import Job
-from .recovery import log_next_step
+from .recovery import log_cancelled, log_next_step
 from .runtime import Runtime, open_runtime
 from .spawner import LOCK_FD_ENV
 
@@ -31,11 +31,11 @@ MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands ove
 class Runner:
     """Runs claimed jobs one after another, each attempt in a forked child."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, dispatch_after_start: bool = False) -> None:
         self.rt = rt
         spawner.reap_in_loop()  # we fork our attempts: no reaper thread here (see spawner)
         self.sigterm = False
-        self.dispatch_after_start = False  # once, when the next attempt has started
+        self.dispatch_after_start = dispatch_after_start  # once, when the next attempt has started
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -261,15 +261,7 @@ class Runner:
     def _cancelled(self, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
         done = self.rt.store.cancelled(job.id, error=why, exit_code=exit_code, exit_signal=exit_signal)
         if done:
-            self.rt.log.emit(
-                "cancelled",
-                level="WARNING",
-                job=done,
-                message=f"job {job.id} {why}",
-                source=done.cancel_source,
-                user=done.cancel_user,
-                duration=done.duration,
-            )
+            log_cancelled(self.rt.log, done, f"job {job.id} {why}", duration=done.duration)
         return done
 
     def _finish_failed(self, job: Job, info: dict, exit_code, exit_signal) -> Job | None:
@@ -385,9 +377,8 @@ def _spare() -> int:
     if not claimed:
         launcher.dispatch(rt)  # e.g. a --delay job: dispatch starts the waker
         return 0
-    runner = Runner(rt)
-    runner.dispatch_after_start = True  # what job-run's own dispatch would have done
-    return _chain(runner, claimed[0][0].id, claimed[0][1])
+    # dispatch_after_start: what job-run's own dispatch would have done.
+    return _chain(Runner(rt, dispatch_after_start=True), claimed[0][0].id, claimed[0][1])
 
 
 def _chain(runner: Runner, job_id: int, lock_fd: int) -> int:

@@ -83,8 +83,8 @@ class LocalSpawner:
 class Spare:
     """A runner started before its job is recorded (see runner._spare): `job-run`
     starts one first thing, so the runner's interpreter boots while job-run
-    validates and records the job, on another CPU. `go` hands it the config
-    file; dropping it (or exiting) without `go` makes it exit unused."""
+    validates and records the job, on another CPU. `hand_over` gives it the
+    store; dropping it (or exiting) without that makes it exit unused."""
 
     def __init__(self) -> None:
         read_fd, self._fd = os.pipe()
@@ -102,14 +102,16 @@ class Spare:
         finally:
             os.close(read_fd)
 
-    def go(self, config: Config) -> bool:
-        """Tell the spare to claim the next due job of `config`'s store. False if
-        it is gone (the caller then dispatches itself)."""
+    def hand_over(self, rt) -> None:
+        """Have the spare claim the next due job of `rt`'s store (and dispatch
+        the rest once that job runs), as `dispatch(rt)` would. If the spare is
+        gone, dispatch here instead."""
         try:
-            os.write(self._fd, os.fsencode(config.path) + b"\n")
-            return True
+            os.write(self._fd, os.fsencode(rt.config.path) + b"\n")
         except OSError:
-            return False
+            from .launcher import dispatch
+
+            dispatch(rt)
         finally:
             self.close()
 

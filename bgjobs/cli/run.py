@@ -79,12 +79,9 @@ def main(argv: list[str] | None = None, spare=None) -> int:
             dispatch_now=spare is None,
         )
         if spare is not None:
-            from ..launcher import dispatch
             from ..runtime import open_runtime
 
-            rt = open_runtime(args.config)
-            if not spare.go(rt.config):
-                dispatch(rt)  # the spare died: start the job the usual way
+            spare.hand_over(open_runtime(args.config))
         if args.wait:
             job = api.wait_for(job.id, config=args.config)
         if args.json:
