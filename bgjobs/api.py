@@ -28,7 +28,7 @@ def run_background_job(job, method: str, *params, config: _ConfigArg = None, **o
 def submit(job, method: str, params=(), *, config: _ConfigArg = None, **options) -> Job:
     """Like run_background_job, but returns the new Job snapshot."""
     options.setdefault("source", "api")
-    return launcher.submit(open_runtime(config), job, method, params, **options)
+    return launcher.submit(open_runtime(config), job, method, params, warm_spare=True, **options)
 
 
 def cancel_job(
@@ -113,6 +113,7 @@ def retry_job(job_id: int, *, source: str = "api", user: str | None = None, conf
         source=source,
         user=user,
         retry_of=old.id,
+        warm_spare=True,
     )
 
 

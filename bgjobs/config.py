@@ -20,6 +20,7 @@ _TOP_KEYS = _POLICY_KEYS | {
     "state_dir",
     "log_max_bytes",
     "log_backups",
+    "warm_spare",
 }
 
 
@@ -56,7 +57,8 @@ class ClassPolicy(namedtuple("ClassPolicy", "path methods policy max_concurrent"
 
 _ConfigBase = namedtuple(
     "Config",
-    "path classes defaults max_concurrent log_dir state_dir log_max_bytes log_backups",
+    "path classes defaults max_concurrent log_dir state_dir log_max_bytes log_backups warm_spare",
+    defaults=(True,),
 )
 
 
@@ -244,6 +246,7 @@ def parse_config(raw: object, file: str) -> Config:
         state_dir=v.directory(raw, "state_dir", "state", root),
         log_max_bytes=v.positive_int(raw, "log_max_bytes", 10 * 1024 * 1024, ""),
         log_backups=v.non_negative_int(raw, "log_backups", 5, ""),
+        warm_spare=v.boolean(raw, "warm_spare", True, ""),
     )
 
 
@@ -283,6 +286,12 @@ class _Validator:
         value = mapping[key]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             self.fail(prefix + key, f"must be a whole number from {lo} to {hi}", value)
+        return value
+
+    def boolean(self, mapping, key, default, prefix):
+        value = mapping.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(prefix + key, "must be true or false", value)
         return value
 
     def positive_int(self, mapping, key, default, prefix):

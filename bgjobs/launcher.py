@@ -32,9 +32,12 @@ def submit(
     user: str | None = None,
     retry_of: int | None = None,
     dispatch_now: bool = True,
+    warm_spare: bool = False,
 ) -> Job:
     """Validate, insert a queued row, and dispatch. Refusals raise RejectedError
-    and are logged as `rejected`; no row and no process exist for them."""
+    and are logged as `rejected`; no row and no process exist for them.
+    `warm_spare`: dispatch through this process's warm spare runner, and keep
+    one for the next launch (see dispatch)."""
     from . import allowlist
 
     config = rt.config
@@ -89,13 +92,26 @@ def submit(
         run_after=iso(run_after),
     )
     if dispatch_now:
-        dispatch(rt)
+        dispatch(rt, warm_spare=warm_spare)
     return row
 
 
-def dispatch(rt: Runtime) -> list[Job]:
+def dispatch(rt: Runtime, *, warm_spare: bool = False) -> list[Job]:
     """Reconcile, then start a runner for each due job that fits a free slot.
-    Returns the jobs started. Safe to call from any number of processes."""
+    Returns the jobs started. Safe to call from any number of processes.
+
+    With `warm_spare` (the Python API's launches, if `warm_spare` is on in the
+    config), a runner this process started ahead (spawner.Spare) does it
+    instead, if it has booted: it takes the next due job and, once that job
+    runs, dispatches the rest. Then a new spare boots for the next launch."""
+    if warm_spare and rt.config.warm_spare:
+        try:
+            taken = rt.spawner.dispatch_through_spare(rt)
+            if taken is None:
+                return dispatch(rt)
+            return [job] if taken and (job := rt.store.get(taken)) else []
+        finally:
+            rt.spawner.keep_warm_spare()
     recovery.reconcile(rt)
     started = []
     for job, fd in claim(rt):

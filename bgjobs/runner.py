@@ -354,31 +354,58 @@ def main(argv: list[str] | None = None) -> int:
     return _chain(Runner(rt), job_id, lock_fd)
 
 
-def _spare() -> int:
-    """A runner started before its job exists: `job-run` starts one first thing,
-    so that this interpreter boots while job-run validates and records the job.
-    It waits on stdin for the config file's path, then claims the next due job
-    as a runner does when its job is done. End of input without a path (the
-    launch was refused, or job-run died) means there is nothing to do."""
-    from . import attempt, launcher  # noqa: F401 - loaded while job-run works, not after
+SPARE_IDLE = 300.0  # seconds a spare waits for a request before it exits unused
 
-    line = b""
-    while not line.endswith(b"\n") and (chunk := os.read(0, 4096)):
-        line += chunk
+
+def _spare() -> int:
+    """A runner started before its job exists (see spawner.Spare): `job-run`
+    starts one first thing, so that this interpreter boots while job-run
+    validates and records the job; the Python API keeps one warm for its next
+    launch. Each request names a config file: claim the next due job there, as
+    a runner does when its job is done, and run it; or, if there is none we may
+    take, dispatch (a delayed job needs the waker) and wait for the next. End of
+    input (the caller exited) or SPARE_IDLE seconds of quiet: exit unused."""
+    from . import attempt, launcher  # noqa: F401 - loaded while the caller works, not after
+
+    spawner.reap_in_loop()  # it may start a waker or runners, and later fork attempts
+    _reply(b"ready")
+    buf = b""
+    while True:
+        quiet_until = time.monotonic() + SPARE_IDLE
+        while b"\n" not in buf:
+            ready, _, _ = select.select([0], [], [], 1.0)
+            spawner.reap()  # a waker it started may have exited
+            if not ready and time.monotonic() < quiet_until:
+                continue
+            chunk = os.read(0, 65536) if ready else b""
+            if not chunk:
+                return 0  # end of input, or idle too long
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        request = json.loads(line)
+        os.environ.clear()
+        os.environ.update(request["env"])  # what a runner spawned by that caller now would get
+        rt = open_runtime(request["config"])
+        os.chdir(rt.config.root)
+        claimed = launcher.claim(rt, limit=1)
+        if claimed:
+            break
+        launcher.dispatch(rt)
+        _reply(b"idle")
+    job, lock_fd = claimed[0]
+    _reply(b"taken %d" % job.id)
     null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    os.dup2(null, 0)  # no more requests: the caller sees end of file on its next one
     os.close(null)
-    if not line.strip():
-        return 0
-    rt = open_runtime(os.fsdecode(line.strip()))
-    os.chdir(rt.config.root)
-    os.environ.update(rt.spawner.config_env())  # for the attempts, as a spawned runner has it
-    claimed = launcher.claim(rt, limit=1)
-    if not claimed:
-        launcher.dispatch(rt)  # e.g. a --delay job: dispatch starts the waker
-        return 0
-    # dispatch_after_start: what job-run's own dispatch would have done.
-    return _chain(Runner(rt, dispatch_after_start=True), claimed[0][0].id, claimed[0][1])
+    # dispatch_after_start: what the caller's own dispatch would have done.
+    return _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
+
+
+def _reply(text: bytes) -> None:
+    try:
+        os.write(1, text + b"\n")
+    except OSError:
+        pass  # the caller does not wait for replies (job-run), or gave up
 
 
 def _chain(runner: Runner, job_id: int, lock_fd: int) -> int:

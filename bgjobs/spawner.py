@@ -59,6 +59,12 @@ class LocalSpawner:
         os.makedirs(os.path.dirname(out), exist_ok=True)
         return self._spawn(["-c", RUNNER_CODE, str(int(job_id))], out, lock_fd)
 
+    def dispatch_through_spare(self, rt):
+        return dispatch_through_spare(rt)
+
+    def keep_warm_spare(self) -> None:
+        keep_warm_spare()
+
     def spawn_waker(self, lock_fd: int) -> int:
         os.makedirs(self.config.state_dir, exist_ok=True)
         return self._spawn(["-c", WAKER_CODE], os.path.join(self.config.state_dir, "waker.out"), lock_fd)
@@ -81,55 +87,183 @@ class LocalSpawner:
 
 
 class Spare:
-    """A runner started before its job is recorded (see runner._spare): `job-run`
-    starts one first thing, so the runner's interpreter boots while job-run
-    validates and records the job, on another CPU. `hand_over` gives it the
-    store; dropping it (or exiting) without that makes it exit unused."""
+    """A runner started before its job exists (see runner._spare), so that its
+    interpreter boots while the caller validates and records the job.
 
-    def __init__(self) -> None:
+    It says `ready` on its stdout once booted, then reads requests on stdin:
+    one JSON line each, with the config file's path and the environment its
+    job is to get. For each it claims the next due job, as dispatch would: it
+    replies `taken JOB_ID` and becomes that job's runner; or, with nothing it
+    may take, it dispatches, replies `idle` and waits for the next request. At
+    end of input, or after SPARE_IDLE seconds without a request, it exits.
+
+    `job-run` starts one first thing and hands over without waiting for a reply
+    (`hand_over`). The Python API keeps one warm per process (`offer`, and
+    dispatch_through_spare below): the next launch then starts at once.
+    """
+
+    def __init__(self, *, replies: bool = False) -> None:
         read_fd, self._fd = os.pipe()
+        self._replies, reply_w, self._buf = -1, -1, b""
+        # Without a reader, its replies (and, until it has a job, everything
+        # else it says) go nowhere: its job's output file is opened later.
+        out = (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)
         try:
-            # Until it has a job (and so an output file), it has nothing to say.
+            if replies:
+                self._replies, reply_w = os.pipe2(os.O_CLOEXEC)
+                out = (os.POSIX_SPAWN_DUP2, reply_w, 1)
             self.pid = _start_python(
                 ["-c", RUNNER_CODE, "--spare"],
                 _clean_env(),
                 stdin=(os.POSIX_SPAWN_DUP2, read_fd, 0),
-                output=(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                output=out,
+                errors=(os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
             )
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
         finally:
             os.close(read_fd)
+            if reply_w >= 0:
+                os.close(reply_w)
+        self.ready = not replies  # without replies, nobody waits for it anyway
+        self.gone = False
+        if replies:
+            _reaper.track(self.pid)  # a caller that lives on reaps it (job-run exits first)
+
+    def _request(self, rt) -> bool:
+        import json
+
+        line = json.dumps({"config": rt.config.path, "env": rt.spawner.runner_env()}) + "\n"
+        try:
+            os.write(self._fd, line.encode())
+            return True
+        except OSError:
+            return False
 
     def hand_over(self, rt) -> None:
         """Have the spare claim the next due job of `rt`'s store (and dispatch
-        the rest once that job runs), as `dispatch(rt)` would. If the spare is
-        gone, dispatch here instead."""
+        the rest once that job runs), as `dispatch(rt)` would, without waiting
+        for its reply. If the spare is gone, dispatch here instead."""
         try:
-            os.write(self._fd, os.fsencode(rt.config.path) + b"\n")
-        except OSError:
-            from .launcher import dispatch
+            if not self._request(rt):
+                from .launcher import dispatch
 
-            dispatch(rt)
+                dispatch(rt)
         finally:
             self.close()
 
+    def offer(self, rt, timeout: float = 5.0) -> str | None:
+        """If the spare has booted, ask it to dispatch for `rt` and wait for its
+        reply: `taken JOB_ID` (it now runs that job) or `idle` (it took nothing,
+        dispatched, and waits for the next offer). None when it is still
+        booting (`ready` is False) or gone (`gone` is True): then the caller
+        dispatches itself."""
+        if not self.ready:
+            self.ready = self._read_line(0.0) == "ready"
+            if not self.ready:
+                return None
+        if not self._request(rt):
+            self.gone = True
+            return None
+        reply = self._read_line(timeout)
+        if reply is None:
+            self.gone = True  # it died, or hangs: a late claim of its own is harmless
+        return reply
+
+    def _read_line(self, timeout: float) -> str | None:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf and not self.gone:
+            ready, _, _ = select.select([self._replies], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            chunk = os.read(self._replies, 4096)
+            self._buf += chunk
+            self.gone = not chunk  # end of file: it has exited
+        if b"\n" not in self._buf:
+            return None
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode()
+
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for name in ("_fd", "_replies"):
+            fd = getattr(self, name, -1)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
 
 
-def _start_python(args: list[str], env: dict[str, str], *, stdin: tuple, output: tuple) -> int:
+# The Python API's warm spare: one per process, made after a launch, used by
+# the next. A forked child gets none of its parent's (see _forget_warm_spare).
+_warm: Spare | None = None
+_warm_lock = _thread.allocate_lock()
+
+
+def dispatch_through_spare(rt):
+    """Let this process's warm spare dispatch for `rt`. Returns the id of the job
+    it took, 0 if it took none (and has dispatched), or None if there is no
+    spare ready: then dispatch as usual."""
+    global _warm
+    with _warm_lock:
+        if _warm is None:
+            return None
+        reply = _warm.offer(rt)
+        if reply == "idle":
+            return 0
+        if reply is None and not _warm.gone:
+            return None  # still booting: it stays for the next launch
+        _warm.close()  # it runs a job now, or it is gone
+        _warm = None
+        if reply is not None and reply.startswith("taken "):
+            return int(reply.split()[1])
+        return None
+
+
+def warm_spare_pid(*, ready: bool = False) -> int | None:
+    """The pid of this process's warm spare (with `ready`, only once it has booted)."""
+    with _warm_lock:
+        if _warm is None or _warm.gone:
+            return None
+        if ready and not _warm.ready:
+            _warm.ready = _warm._read_line(0.0) == "ready"
+        return _warm.pid if _warm.ready or not ready else None
+
+
+def keep_warm_spare() -> None:
+    """Start this process's warm spare if it has none."""
+    global _warm
+    with _warm_lock:
+        if _warm is None:
+            try:
+                _warm = Spare(replies=True)
+            except OSError:
+                pass  # no spare: the next launch starts its runner as usual
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (an attempt, or a caller's own child) starts with no spare
+    and nothing to reap: those are its parent's."""
+    global _warm, _warm_lock
+    _warm_lock = _thread.allocate_lock()
+    if _warm is not None:
+        _warm.close()  # our copies of its pipes; the parent still has its spare
+        _warm = None
+    _reaper.__init__()
+
+
+def _start_python(
+    args: list[str], env: dict[str, str], *, stdin: tuple, output: tuple, errors: tuple | None = None
+) -> int:
     """posix_spawn this interpreter with `args` in a session of its own, no
-    shell: `stdin` and `output` are file actions that set up fds 0 and 1 (and
-    fd 2 is made a copy of 1)."""
+    shell: `stdin`, `output` and `errors` are file actions that set up fds 0, 1
+    and 2 (by default, fd 2 is made a copy of 1)."""
     return os.posix_spawn(
         sys.executable,
         [sys.executable, *args],
         env,
-        file_actions=[stdin, output, (os.POSIX_SPAWN_DUP2, 1, 2)],
+        file_actions=[stdin, output, errors or (os.POSIX_SPAWN_DUP2, 1, 2)],
         setsid=True,
     )
 
@@ -196,3 +330,4 @@ class _Reaper:
 _reaper = _Reaper()
 reap_in_loop = _reaper.reap_in_loop
 reap = _reaper.reap
+os.register_at_fork(after_in_child=_after_fork_in_child)

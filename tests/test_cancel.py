@@ -198,7 +198,11 @@ def test_attempt_dies_with_its_runner_before_anyone_reconciles(project):
 def test_retry_whose_runner_died_resumes_at_next_reconcile(project, tmp_path):
     marker = tmp_path / "m"
     job_id = project.submit("fail_then_ok", str(marker), max_retries=1, retry_delay=0.5)
-    project.wait_status(job_id, "retrying", "running", "succeeded")
+    # Past the first attempt (which fails): killed during it, the job would fail.
+    wait_until(
+        lambda: (j := project.job(job_id)).attempt == 2 or j.status.value == "retrying",
+        what="the first attempt to fail",
+    )
     project.kill_all()  # every runner and the waker: nothing is left to wake it
     job = project.wait_final(job_id)  # wait_final dispatches, i.e. reconciles
     assert job.status.value == "succeeded" and job.attempt == 2

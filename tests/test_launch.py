@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from bgjobs import api
+from bgjobs import api, spawner
 from bgjobs.spawner import RUNNER_CODE, WAKER_CODE
 from tests.conftest import BIN, wait_until
 
@@ -457,7 +459,8 @@ def test_runner_argv_holds_only_the_job_id(project):
         return None
 
     cmd = wait_until(runner_cmdline, what="the runner process")
-    assert cmd[1:] == ["-c", RUNNER_CODE, str(job_id)]
+    # Started for this job, or started ahead of it (a warm spare): no params either way.
+    assert cmd[1:] in (["-c", RUNNER_CODE, str(job_id)], ["-c", RUNNER_CODE, "--spare"])
 
 
 def test_parsed_config_is_cached_until_the_file_changes(project, tmp_path, monkeypatch):
@@ -539,3 +542,81 @@ def test_a_runner_never_has_a_thread_when_it_forks(project):
     )
     assert runner.num_threads() == 1
     api.cancel_job(job_id, grace=0.5, config=project.config_path)
+
+
+# --- the Python API's warm spare ------------------------------------------------
+
+
+def _ready_spare() -> int:
+    return wait_until(lambda: spawner.warm_spare_pid(ready=True), what="a warm spare to boot")
+
+
+def test_the_api_keeps_a_warm_spare_that_runs_the_next_launch(project):
+    project.wait_final(project.submit("ok", "first"))
+    spare = _ready_spare()
+    assert psutil.Process(spare).cmdline()[1:] == ["-c", RUNNER_CODE, "--spare"]
+    job_id = project.submit("sleep", 30)
+    job = wait_until(lambda: (j := project.job(job_id)).pid and j, what="the job to start")
+    assert job.runner_pid == spare  # the spare became its runner
+    new = _ready_spare()
+    assert new != spare  # and a new one boots for the launch after
+
+
+def test_a_warm_spare_gives_the_job_the_callers_environment_of_now(project, tmp_path, monkeypatch):
+    project.wait_final(project.submit("ok", "first"))
+    _ready_spare()  # booted with the environment of then
+    monkeypatch.setenv("BGJOBS_SET_LATER", "yes")
+    monkeypatch.setenv("BGJOBS_DASHBOARD_PASSWORD", "hunter2")
+    out = tmp_path / "env.json"
+    project.wait_final(project.submit("dump_env", str(out)))
+    names = json.loads(out.read_text())
+    assert "BGJOBS_SET_LATER" in names and "BGJOBS_DASHBOARD_PASSWORD" not in names
+
+
+def test_a_warm_spare_with_no_free_slot_takes_nothing_and_stays(project):
+    blocker = project.fill_slots()
+    spare = _ready_spare()
+    job_id = project.submit("ok", "later")
+    assert project.job(job_id).status.value == "queued"
+    assert spawner.warm_spare_pid() == spare  # it answered idle, and waits for the next launch
+    api.cancel_job(blocker, config=project.config_path)
+    assert project.wait_final(job_id).status.value == "succeeded"
+
+
+def test_a_dead_warm_spare_is_replaced_and_the_launch_still_runs(project):
+    project.wait_final(project.submit("ok", "first"))
+    spare = _ready_spare()
+    os.kill(spare, signal.SIGKILL)
+    wait_until(lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == "zombie")
+    job_id = project.submit("ok", "after")
+    assert project.wait_final(job_id).status.value == "succeeded"
+    assert project.job(job_id).runner_pid != spare
+    assert _ready_spare() != spare
+
+
+def test_warm_spare_false_keeps_none(project):
+    project.write_config(warm_spare=False)
+    before = spawner.warm_spare_pid()  # one per process: an earlier test's, maybe
+    job_id = project.submit("sleep", 30)
+    job = wait_until(lambda: (j := project.job(job_id)).pid and j, what="the job to start")
+    assert psutil.Process(job.runner_pid).cmdline()[1:] == ["-c", RUNNER_CODE, str(job_id)]  # spawned for it
+    assert spawner.warm_spare_pid() == before  # neither used nor started
+
+
+def test_a_warm_spare_exits_with_its_caller_and_is_not_inherited_by_a_fork(project):
+    code = (
+        "import os; from bgjobs import api, spawner\n"
+        "api.run_background_job('testjobs.tasks.Tasks', 'ok', 'x')\n"
+        "pid = spawner.warm_spare_pid()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    os._exit(0 if spawner.warm_spare_pid() is None else 1)\n"
+        "print(pid, os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))\n"
+    )
+    proc = project.python(code)
+    assert proc.returncode == 0, proc.stderr
+    spare, child_status = map(int, proc.stdout.split())
+    assert child_status == 0  # the forked child had no spare of its parent's
+    # Its caller has exited: the spare reads end of input and exits, unused.
+    wait_until(lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == "zombie",
+               what="the spare to exit with its caller")
