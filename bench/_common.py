@@ -197,11 +197,16 @@ class BenchProject:
         optionally only those whose command line contains `what`."""
         import psutil
 
+        from bgjobs import spawner
+
+        # This process's warm spare (the API keeps one booted for its next
+        # launch) is idle: it belongs to the caller, not to the project's work.
+        ours = {os.getpid(), spawner.warm_spare_pid()}
         found = []
         for proc in psutil.process_iter(["pid", "cwd", "status", "cmdline"]):
             try:
                 info = proc.info
-                if proc.pid == os.getpid() or info["status"] == psutil.STATUS_ZOMBIE:
+                if proc.pid in ours or info["status"] == psutil.STATUS_ZOMBIE:
                     continue
                 if info["cwd"] and Path(info["cwd"]) == self.root:
                     if what is None or what in " ".join(info["cmdline"] or ()):
