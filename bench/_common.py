@@ -125,11 +125,19 @@ class BenchProject:
             "max_concurrent": CPUS,
         }
         cfg.update(config)
+        self._cfg = cfg
         self.config_path = self.root / "config.yaml"
         self.config_path.write_text(_yaml(cfg))
         self._env = self._make_env()
         self._saved_environ: dict | None = None
         self._counter = 0
+
+    def variant(self, name: str, **changes) -> Path:
+        """A second config file for the same project (same state and logs) with
+        `changes`: e.g. one case of a benchmark with a feature off."""
+        path = self.root / f"config-{name}.yaml"
+        path.write_text(_yaml({**self._cfg, **changes}))
+        return path
 
     # --- environment ----------------------------------------------------------
 

@@ -85,9 +85,12 @@ def live_group_members(pgid: int) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
+        try:  # os.open/os.read: a third of the cost of open(), on every process
+            fd = os.open(f"/proc/{entry.name}/stat", os.O_RDONLY)
+            try:
+                stat = os.read(fd, 4096)
+            finally:
+                os.close(fd)
         except OSError:
             continue
         rest = stat[stat.rindex(b")") + 2 :].split()
