@@ -199,6 +199,7 @@ class Spare:
 # the next. A forked child gets none of its parent's (see _forget_warm_spare).
 _warm: Spare | None = None
 _warm_lock = _thread.allocate_lock()
+_launches = 0  # through the API, by this process
 
 
 def dispatch_through_spare(rt):
@@ -232,10 +233,12 @@ def warm_spare_pid(*, ready: bool = False) -> int | None:
 
 
 def keep_warm_spare() -> None:
-    """Start this process's warm spare if it has none."""
-    global _warm
+    """Start this process's warm spare if it has none, from its second launch
+    on: a script that launches one job and exits has no use for one."""
+    global _warm, _launches
     with _warm_lock:
-        if _warm is None:
+        _launches += 1
+        if _warm is None and _launches >= 2:
             try:
                 _warm = Spare(replies=True)
             except OSError:
@@ -245,8 +248,9 @@ def keep_warm_spare() -> None:
 def _after_fork_in_child() -> None:
     """A forked child (an attempt, or a caller's own child) starts with no spare
     and nothing to reap: those are its parent's."""
-    global _warm, _warm_lock
+    global _warm, _warm_lock, _launches
     _warm_lock = _thread.allocate_lock()
+    _launches = 0
     if _warm is not None:
         _warm.close()  # our copies of its pipes; the parent still has its spare
         _warm = None
