@@ -117,6 +117,22 @@ def main() -> int:
         def start_stdlib() -> float:
             return start_bare(RUNNER_STDLIB)
 
+        # The floor of any launcher that, like job-run, starts the job in a fresh
+        # interpreter of its own (a runner: never a fork of the command, whose
+        # argv holds the user's params): one interpreter starts, and at once
+        # spawns a second, which imports the runner's standard modules and runs
+        # the job. No bgjobs code, no argument parsing, no store.
+        def start_chain_floor() -> float:
+            mark = proj.mark("chain")
+            inner = f"import sys, {RUNNER_STDLIB}; {stamp_code}"
+            outer = ("import os, sys; os.posix_spawn(sys.executable, "
+                     f"[sys.executable, '-c', {inner!r}, sys.argv[1]], os.environ)")
+            t0 = time.monotonic_ns()
+            proc = subprocess.Popen([PY, "-c", outer, mark], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+            t1 = wait_file(mark)
+            proc.wait()
+            return (t1 - t0) / 1e9
+
         # Returning from the API call: a warm process validates, records and
         # spawns; the nearest bare equivalent is Popen of an interpreter.
         def return_api(config=proj.config_path) -> float:
@@ -149,7 +165,8 @@ def main() -> int:
                                 "start cli": start_cli, "start api": start_api,
                                 "start api no spare": start_api_no_spare,
                                 "start bare": start_bare, "stdlib floor": launch_stdlib,
-                                "start stdlib floor": start_stdlib},
+                                "start stdlib floor": start_stdlib,
+                                "start chain floor": start_chain_floor},
                        between=between, progress="launch/start")
         s2 = interleave(max(3, rounds // 2), {"api return": return_api, "popen return": return_popen,
                                               "api return no spare": return_api_no_spare,
@@ -172,6 +189,9 @@ def main() -> int:
         s["start api no spare"], s["start bare"])
     add(f"(info) the floor for 2: a fresh interpreter importing only `{RUNNER_STDLIB}`, then "
         "running the job, vs fresh interpreter running the job", s["start stdlib floor"], s["start bare"])
+    add("(info) the floor for 2 from a command: an interpreter that at once spawns that second "
+        "interpreter (job-run's shape, with no bgjobs code), vs fresh interpreter running the job",
+        s["start chain floor"], s["start bare"])
     add("(info) `run_background_job()` returns (it waits for the warm spare's claim), vs "
         "`Popen(python -c pass)` returns", s2["api return"], s2["popen return"])
     add("(info) the same with `warm_spare: false`", s2["api return no spare"], s2["popen return"])

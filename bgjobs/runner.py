@@ -377,14 +377,13 @@ def _spare() -> int:
             spawner.reap()  # a waker it started may have exited
             if not ready and time.monotonic() < quiet_until:
                 continue
-            chunk = os.read(0, 65536) if ready else b""
+            chunk = os.read(0, 4096) if ready else b""
             if not chunk:
                 return 0  # end of input, or idle too long
             buf += chunk
         line, buf = buf.split(b"\n", 1)
         request = json.loads(line)
-        os.environ.clear()
-        os.environ.update(request["env"])  # what a runner spawned by that caller now would get
+        _set_environ(request["env"])  # what a runner spawned by that caller now would get
         rt = open_runtime(request["config"])
         os.chdir(rt.config.root)
         claimed = launcher.claim(rt, limit=1)
@@ -399,6 +398,15 @@ def _spare() -> int:
     os.close(null)
     # dispatch_after_start: what the caller's own dispatch would have done.
     return _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
+
+
+def _set_environ(env: dict[str, str]) -> None:
+    """Make os.environ `env`, touching only what differs (usually a key or two)."""
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _reply(text: bytes) -> None:
