@@ -364,7 +364,13 @@ def _spare() -> int:
     launch. Each request names a config file: claim the next due job there, as
     a runner does when its job is done, and run it; or, if there is none we may
     take, dispatch (a delayed job needs the waker) and wait for the next. End of
-    input (the caller exited) or SPARE_IDLE seconds of quiet: exit unused."""
+    input (the caller exited) or SPARE_IDLE seconds of quiet: exit unused.
+
+    The environment a request carries is applied to os.environ, so the job sees
+    the caller's as of the launch; what an interpreter reads only at start-up
+    (PYTHONPATH into sys.path, other PYTHON* settings, the locale) stays as it
+    was when the spare booted. The project root goes on sys.path when the
+    attempt loads its class, as for any runner."""
     from . import attempt, launcher  # noqa: F401 - loaded while the caller works, not after
 
     spawner.reap_in_loop()  # it may start a waker or runners, and later fork attempts
@@ -382,15 +388,26 @@ def _spare() -> int:
                 return 0  # end of input, or idle too long
             buf += chunk
         line, buf = buf.split(b"\n", 1)
-        request = json.loads(line)
-        _set_environ(request["env"])  # what a runner spawned by that caller now would get
-        rt = open_runtime(request["config"])
-        os.chdir(rt.config.root)
-        claimed = launcher.claim(rt, limit=1)
+        rt = None
+        try:
+            request = json.loads(line)
+            _set_environ(request["env"])  # what a runner spawned by that caller now would get
+            rt = open_runtime(request["config"])
+            if request.get("expect", repr(rt.config)) != repr(rt.config):
+                _reply(b"mismatch")  # the caller's config is not the file's: it dispatches itself
+                continue
+            os.chdir(rt.config.root)
+            claimed = launcher.claim(rt, limit=1)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the job must not be left
+            print(f"bgjobs: spare runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
+            _reply(b"failed")  # an API caller dispatches itself
+            if rt is not None:
+                launcher.dispatch(rt)  # job-run does not wait for a reply: do it here
+            continue
         if claimed:
             break
+        _reply(b"idle")  # first: the caller need not wait for our dispatch
         launcher.dispatch(rt)
-        _reply(b"idle")
     job, lock_fd = claimed[0]
     _reply(b"taken %d" % job.id)
     null = os.open(os.devnull, os.O_RDONLY)

@@ -3,6 +3,8 @@
 `LocalSpawner` starts the runner (`python -c RUNNER_CODE ID`) as its own session,
 with no shell, stdin from /dev/null, and the job's lock handed over as an
 inherited descriptor, so the lock is held without a gap from claim to runner exit.
+A spare runner (`Spare`, below) is started before its job exists, with a pipe
+for stdin instead, and takes its job's lock itself when it claims it.
 `-c` rather than `-m bgjobs.runner`: runpy costs every runner about 14 ms (measured
 in bench_launch.py), more than half of what the runner's own imports cost.
 It uses posix_spawn (no copy of the caller's memory, no subprocess import):
@@ -71,16 +73,19 @@ class LocalSpawner:
 
     def _spawn(self, args: list[str], output, lock_fd: int) -> int:
         out_fd = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        os.set_inheritable(lock_fd, True)
+        # The lock reaches the child by a dup2 in the child alone: never by making
+        # our descriptor inheritable, which any process another thread spawned
+        # meanwhile would inherit (and hold, and so keep that job "alive").
+        target = 3 if lock_fd != 3 else 4
         try:
             pid = _start_python(
                 args,
-                self.runner_env(lock_fd),
+                self.runner_env(target),
                 stdin=(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 output=(os.POSIX_SPAWN_DUP2, out_fd, 1),
+                more=[(os.POSIX_SPAWN_DUP2, lock_fd, target)],
             )
         finally:
-            os.set_inheritable(lock_fd, False)
             os.close(out_fd)
         _reaper.track(pid)
         return pid
@@ -99,7 +104,9 @@ class Spare:
 
     `job-run` starts one first thing and hands over without waiting for a reply
     (`hand_over`). The Python API keeps one warm per process (`offer`, and
-    dispatch_through_spare below): the next launch then starts at once.
+    dispatch_through_spare below): the next launch then starts at once. Its
+    requests also carry the caller's config as the caller sees it; a spare
+    that reads the file differently replies `mismatch` and takes nothing.
     """
 
     def __init__(self, *, replies: bool = False) -> None:
@@ -128,18 +135,14 @@ class Spare:
                 os.close(reply_w)
         self.ready = not replies  # without replies, nobody waits for it anyway
         self.gone = False
-        if replies:
-            _reaper.track(self.pid)  # a caller that lives on reaps it (job-run exits first)
 
-    def _request(self, rt) -> bool:
+    def _request(self, rt, check_config: bool = False) -> bool:
         import json
 
-        line = json.dumps({"config": rt.config.path, "env": rt.spawner.runner_env()}) + "\n"
-        try:
-            os.write(self._fd, line.encode())
-            return True
-        except OSError:
-            return False
+        request = {"config": rt.config.path, "env": rt.spawner.runner_env()}
+        if check_config:
+            request["expect"] = repr(rt.config)
+        return _write_all(self._fd, (json.dumps(request) + "\n").encode())
 
     def hand_over(self, rt) -> None:
         """Have the spare claim the next due job of `rt`'s store (and dispatch
@@ -155,15 +158,15 @@ class Spare:
 
     def offer(self, rt, timeout: float = 5.0) -> str | None:
         """If the spare has booted, ask it to dispatch for `rt` and wait for its
-        reply: `taken JOB_ID` (it now runs that job) or `idle` (it took nothing,
-        dispatched, and waits for the next offer). None when it is still
-        booting (`ready` is False) or gone (`gone` is True): then the caller
-        dispatches itself."""
+        reply: `taken JOB_ID` (it now runs that job), `idle` (it took nothing,
+        and dispatches), or `mismatch` / `failed` (it did nothing). None when it
+        is still booting (`ready` is False) or gone (`gone` is True). For all
+        but `taken` and `idle`, the caller dispatches itself."""
         if not self.ready:
             self.ready = self._read_line(0.0) == "ready"
             if not self.ready:
                 return None
-        if not self._request(rt):
+        if not self._request(rt, check_config=True):
             self.gone = True
             return None
         reply = self._read_line(timeout)
@@ -175,9 +178,10 @@ class Spare:
         import select
 
         deadline = time.monotonic() + timeout
+        poll = select.poll()  # not select(): a busy caller's fds may be past 1024
+        poll.register(self._replies, select.POLLIN)
         while b"\n" not in self._buf and not self.gone:
-            ready, _, _ = select.select([self._replies], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
+            if not poll.poll(max(0.0, deadline - time.monotonic()) * 1000):
                 return None
             chunk = os.read(self._replies, 4096)
             self._buf += chunk
@@ -185,7 +189,7 @@ class Spare:
         if b"\n" not in self._buf:
             return None
         line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
+        return line.decode(errors="replace")
 
     def close(self) -> None:
         for name in ("_fd", "_replies"):
@@ -195,8 +199,32 @@ class Spare:
                 setattr(self, name, -1)
 
 
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write all of `data` to pipe `fd`; False if the reader is gone. SIGPIPE is
+    blocked meanwhile, for a caller that has it at SIG_DFL (Python ignores it,
+    but an embedding program or a CLI idiom may not): a spare that has exited
+    must cost the caller a fallback, not its life."""
+    import signal
+
+    pipe = {signal.SIGPIPE}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, pipe)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return True
+    except OSError:
+        if signal.SIGPIPE not in old and signal.SIGPIPE in signal.sigpending():
+            signal.sigwait(pipe)  # take back the one our write raised, while it is blocked
+        return False
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 # The Python API's warm spare: one per process, made after a launch, used by
-# the next. A forked child gets none of its parent's (see _forget_warm_spare).
+# the next. A forked child gets none of its parent's (see _after_fork_in_child).
+# An idle spare is not tracked by the reaper (its thread would live as long as
+# the spare): it is reaped when it is given up, or taken (see _give_up).
 _warm: Spare | None = None
 _warm_lock = _thread.allocate_lock()
 _launches = 0  # through the API, by this process
@@ -204,22 +232,34 @@ _launches = 0  # through the API, by this process
 
 def dispatch_through_spare(rt):
     """Let this process's warm spare dispatch for `rt`. Returns the id of the job
-    it took, 0 if it took none (and has dispatched), or None if there is no
-    spare ready: then dispatch as usual."""
+    it took, 0 if it took none (and dispatches), or None if there is no spare
+    ready, or it could not serve: then dispatch as usual."""
     global _warm
     with _warm_lock:
         if _warm is None:
             return None
-        reply = _warm.offer(rt)
+        try:
+            reply = _warm.offer(rt)
+        except Exception:  # noqa: BLE001 - a spare must never cost a launch its dispatch
+            _give_up()
+            return None
+        except BaseException:
+            _give_up()  # e.g. Ctrl-C mid-offer: a stale reply must not meet the next launch
+            raise
         if reply == "idle":
             return 0
-        if reply is None and not _warm.gone:
-            return None  # still booting: it stays for the next launch
-        _warm.close()  # it runs a job now, or it is gone
-        _warm = None
-        if reply is not None and reply.startswith("taken "):
-            return int(reply.split()[1])
-        return None
+        if reply in (None, "mismatch") and not _warm.gone:
+            return None  # still booting, or the caller's config is not the file's: it stays
+        taken = int(reply.split()[1]) if reply and reply.startswith("taken ") else None
+        _give_up()  # it runs a job now, or it is gone, or it failed
+        return taken
+
+
+def _give_up() -> None:
+    global _warm
+    _warm.close()
+    _reaper.track(_warm.pid)  # reaped once it exits (a runner now: when its jobs are done)
+    _warm = None
 
 
 def warm_spare_pid(*, ready: bool = False) -> int | None:
@@ -258,16 +298,22 @@ def _after_fork_in_child() -> None:
 
 
 def _start_python(
-    args: list[str], env: dict[str, str], *, stdin: tuple, output: tuple, errors: tuple | None = None
+    args: list[str],
+    env: dict[str, str],
+    *,
+    stdin: tuple,
+    output: tuple,
+    errors: tuple | None = None,
+    more: list[tuple] = (),
 ) -> int:
     """posix_spawn this interpreter with `args` in a session of its own, no
     shell: `stdin`, `output` and `errors` are file actions that set up fds 0, 1
-    and 2 (by default, fd 2 is made a copy of 1)."""
+    and 2 (by default, fd 2 is made a copy of 1); `more` come after them."""
     return os.posix_spawn(
         sys.executable,
         [sys.executable, *args],
         env,
-        file_actions=[stdin, output, errors or (os.POSIX_SPAWN_DUP2, 1, 2)],
+        file_actions=[stdin, output, errors or (os.POSIX_SPAWN_DUP2, 1, 2), *more],
         setsid=True,
     )
 

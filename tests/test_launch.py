@@ -629,3 +629,54 @@ def test_a_warm_spare_exits_with_its_caller_and_is_not_inherited_by_a_fork(proje
     # Its caller has exited: the spare reads end of input and exits, unused.
     wait_until(lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == "zombie",
                what="the spare to exit with its caller")
+
+
+def test_a_gone_warm_spare_costs_a_caller_with_default_sigpipe_nothing(project):
+    # Some programs put SIGPIPE back to SIG_DFL; a write to the pipe of a spare
+    # that has exited (killed here; idle for 5 minutes in life) must not kill them.
+    code = (
+        "import os, signal; from bgjobs import api, spawner\n"
+        "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+        "for word in ('a', 'b'): api.run_background_job('testjobs.tasks.Tasks', 'ok', word)\n"
+        "import time\n"
+        "while spawner.warm_spare_pid(ready=True) is None: time.sleep(0.01)\n"
+        "pid = spawner.warm_spare_pid(); os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)\n"
+        "print(api.run_background_job('testjobs.tasks.Tasks', 'ok', 'after'))\n"
+    )
+    proc = project.python(code)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    job_id = int(proc.stdout.split()[-1])
+    wait_until(lambda: _status(project, job_id) == "succeeded", what="the launch to run after all")
+
+
+def test_a_warm_spare_serves_a_caller_with_fds_past_1024(project):
+    code = (
+        "import os, resource, time; from bgjobs import api, spawner\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))\n"
+        "fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]\n"
+        "for word in ('a', 'b'): api.run_background_job('testjobs.tasks.Tasks', 'ok', word)\n"
+        "while spawner.warm_spare_pid(ready=True) is None: time.sleep(0.01)\n"
+        "spare = spawner.warm_spare_pid()\n"
+        "print(spare, api.run_background_job('testjobs.tasks.Tasks', 'ok', 'c'))\n"
+    )
+    proc = project.python(code)
+    if "Operation not permitted" in proc.stderr or "Too many open files" in proc.stderr:
+        pytest.skip("cannot open 1100 files here")
+    assert proc.returncode == 0, proc.stderr
+    spare, job_id = map(int, proc.stdout.split())
+    job = wait_until(lambda: (j := project.job(job_id)).status.value == "succeeded" and j, what="job c")
+    assert job.runner_pid == spare
+
+
+def test_a_warm_spare_takes_nothing_when_the_callers_config_is_not_the_files(project):
+    from bgjobs.config import load_config
+
+    _launch_twice(project)
+    spare = _ready_spare()
+    stale = load_config(project.config_path)
+    project.write_config(max_retries=2)  # the file moves on; the caller still holds the old one
+    job_id = api.run_background_job("testjobs.tasks.Tasks", "ok", "x", config=stale)
+    assert project.wait_final(job_id).status.value == "succeeded"  # the caller dispatched it
+    assert project.job(job_id).runner_pid != spare
+    assert spawner.warm_spare_pid() == spare  # it answered `mismatch`, and stays
