@@ -110,14 +110,14 @@ class Spare:
     """
 
     def __init__(self, *, replies: bool = False) -> None:
-        read_fd, self._fd = os.pipe()
+        read_fd, self._fd = _pipe()
         self._replies, reply_w, self._buf = -1, -1, b""
         # Without a reader, its replies (and, until it has a job, everything
         # else it says) go nowhere: its job's output file is opened later.
         out = (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)
         try:
             if replies:
-                self._replies, reply_w = os.pipe2(os.O_CLOEXEC)
+                self._replies, reply_w = _pipe()
                 out = (os.POSIX_SPAWN_DUP2, reply_w, 1)
             self.pid = _start_python(
                 ["-c", RUNNER_CODE, "--spare"],
@@ -130,9 +130,9 @@ class Spare:
             self.close()
             raise
         finally:
-            os.close(read_fd)
+            _close(read_fd)
             if reply_w >= 0:
-                os.close(reply_w)
+                _close(reply_w)
         self.ready = not replies  # without replies, nobody waits for it anyway
         self.gone = False
 
@@ -195,8 +195,25 @@ class Spare:
         for name in ("_fd", "_replies"):
             fd = getattr(self, name, -1)
             if fd >= 0:
-                os.close(fd)
+                _close(fd)
                 setattr(self, name, -1)
+
+
+# Every pipe end a Spare holds, so that a child forked meanwhile (by another
+# thread, even while a Spare is being made) closes its copies: a copy of a
+# request pipe's write end would keep the spare from seeing its caller exit.
+_pipe_ends: set[int] = set()
+
+
+def _pipe() -> tuple[int, int]:
+    ends = os.pipe2(os.O_CLOEXEC)
+    _pipe_ends.update(ends)
+    return ends
+
+
+def _close(fd: int) -> None:
+    _pipe_ends.discard(fd)
+    os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -291,9 +308,13 @@ def _after_fork_in_child() -> None:
     global _warm, _warm_lock, _launches
     _warm_lock = _thread.allocate_lock()
     _launches = 0
-    if _warm is not None:
-        _warm.close()  # our copies of its pipes; the parent still has its spare
-        _warm = None
+    _warm = None
+    for fd in _pipe_ends:  # our copies; the parent still has its spare
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _pipe_ends.clear()
     _reaper.__init__()
 
 

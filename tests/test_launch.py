@@ -617,15 +617,22 @@ def test_a_warm_spare_exits_with_its_caller_and_is_not_inherited_by_a_fork(proje
         "assert spawner.warm_spare_pid() is None  # one launch: maybe a one-shot script\n"
         "api.run_background_job('testjobs.tasks.Tasks', 'ok', 'y')\n"
         "pid = spawner.warm_spare_pid()\n"
+        "ends = sorted(spawner._pipe_ends)  # the spare's pipes, as this process holds them\n"
+        "def is_open(fd):\n"
+        "    try:\n"
+        "        return os.fstat(fd) is not None\n"
+        "    except OSError:\n"
+        "        return False\n"
+        "assert ends and all(map(is_open, ends))\n"
         "child = os.fork()\n"
         "if child == 0:\n"
-        "    os._exit(0 if spawner.warm_spare_pid() is None else 1)\n"
+        "    os._exit(0 if spawner.warm_spare_pid() is None and not any(map(is_open, ends)) else 1)\n"
         "print(pid, os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))\n"
     )
     proc = project.python(code)
     assert proc.returncode == 0, proc.stderr
     spare, child_status = map(int, proc.stdout.split())
-    assert child_status == 0  # the forked child had no spare of its parent's
+    assert child_status == 0  # the forked child had no spare of its parent's, nor its pipes
     # Its caller has exited: the spare reads end of input and exits, unused.
     wait_until(lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == "zombie",
                what="the spare to exit with its caller")
