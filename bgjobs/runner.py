@@ -406,8 +406,8 @@ def _spare() -> int:
             continue
         if claimed:
             break
-        _reply(b"idle")  # first: the caller need not wait for our dispatch
-        launcher.dispatch(rt)
+        launcher.dispatch(rt)  # before the reply: the launch returns with its dispatch done
+        _reply(b"idle")
     job, lock_fd = claimed[0]
     _reply(b"taken %d" % job.id)
     null = os.open(os.devnull, os.O_RDONLY)

@@ -25,6 +25,26 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def gone_or_zombie(pid: int) -> bool:
+    """True once process `pid` has exited (reaped or not)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def zombie_children(pid: int) -> list[int]:
+    """The children of `pid` that have exited and wait to be reaped."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass  # reaped between the listing and the look
+    return found
+
+
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):
     """Poll `predicate` until it returns a truthy value; fail after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -17,10 +17,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conftest import REPO, wait_until
+from tests.conftest import REPO, wait_until, zombie_children
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -261,12 +260,9 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
         expect(page.locator('[data-testid="stDataFrame"]').first).to_contain_text("attempt_failed")
 
         # The dashboard started runners (through the api); none is left a zombie.
-        def zombies():
-            return [
-                c.pid for c in psutil.Process(server.pid).children() if c.status() == psutil.STATUS_ZOMBIE
-            ]
-
-        wait_until(lambda: not zombies(), timeout=15, what="the dashboard to reap its children")
+        wait_until(
+            lambda: not zombie_children(server.pid), timeout=15, what="the dashboard to reap its children"
+        )
     finally:
         stop()
 

@@ -245,7 +245,14 @@ while time.monotonic() < deadline:
 else:
     sys.exit('jobs did not finish')
 def zombies():
-    return [c.pid for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
+    found = []
+    for c in psutil.Process().children():
+        try:
+            if c.status() == psutil.STATUS_ZOMBIE:
+                found.append(c.pid)
+        except psutil.NoSuchProcess:
+            pass  # reaped between the listing and the look
+    return found
 deadline = time.monotonic() + 10
 while zombies() and time.monotonic() < deadline:
     time.sleep(0.05)

@@ -15,7 +15,7 @@ import pytest
 
 from bgjobs import api, spawner
 from bgjobs.spawner import RUNNER_CODE, WAKER_CODE
-from tests.conftest import BIN, wait_until
+from tests.conftest import BIN, gone_or_zombie, wait_until
 
 
 def test_job_run_prints_id_and_job_succeeds(project):
@@ -594,7 +594,7 @@ def test_a_dead_warm_spare_is_replaced_and_the_launch_still_runs(project):
     _launch_twice(project)
     spare = _ready_spare()
     os.kill(spare, signal.SIGKILL)
-    wait_until(lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == "zombie")
+    wait_until(lambda: gone_or_zombie(spare), what="the spare to die")
     job_id = project.submit("ok", "after")
     assert project.wait_final(job_id).status.value == "succeeded"
     assert project.job(job_id).runner_pid != spare
@@ -634,8 +634,7 @@ def test_a_warm_spare_exits_with_its_caller_and_is_not_inherited_by_a_fork(proje
     spare, child_status = map(int, proc.stdout.split())
     assert child_status == 0  # the forked child had no spare of its parent's, nor its pipes
     # Its caller has exited: the spare reads end of input and exits, unused.
-    wait_until(lambda: not psutil.pid_exists(spare) or psutil.Process(spare).status() == "zombie",
-               what="the spare to exit with its caller")
+    wait_until(lambda: gone_or_zombie(spare), what="the spare to exit with its caller")
 
 
 def test_a_gone_warm_spare_costs_a_caller_with_default_sigpipe_nothing(project):
