@@ -17,16 +17,25 @@ import signal
 PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone."""
+def _stat(pid: int | str) -> list[bytes] | None:
+    """Fields 3 on of /proc/PID/stat (state, ppid, pgrp, ...), or None if it is gone.
+    os.open/os.read: a third of the cost of open(), which a /proc scan pays per process."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses; skip past it.
-    rest = stat[stat.rindex(b")") + 2 :].split()
-    return int(rest[19])  # field 22 overall
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    rest = _stat(pid)
+    return None if rest is None else int(rest[19])  # field 22 overall
 
 
 def same_process(pid: int | None, started: int | None) -> bool:
@@ -85,16 +94,8 @@ def live_group_members(pgid: int) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:  # os.open/os.read: a third of the cost of open(), on every process
-            fd = os.open(f"/proc/{entry.name}/stat", os.O_RDONLY)
-            try:
-                stat = os.read(fd, 4096)
-            finally:
-                os.close(fd)
-        except OSError:
-            continue
-        rest = stat[stat.rindex(b")") + 2 :].split()
-        if int(rest[2]) == pgid and rest[0] not in (b"Z", b"X"):
+        rest = _stat(entry.name)
+        if rest is not None and int(rest[2]) == pgid and rest[0] not in (b"Z", b"X"):
             members.append(int(entry.name))
     return members
 

@@ -162,10 +162,8 @@ class Spare:
         and dispatches), or `mismatch` / `failed` (it did nothing). None when it
         is still booting (`ready` is False) or gone (`gone` is True). For all
         but `taken` and `idle`, the caller dispatches itself."""
-        if not self.ready:
-            self.ready = self._read_line(0.0) == "ready"
-            if not self.ready:
-                return None
+        if not self.is_ready():
+            return None
         if not self._request(rt, check_config=True):
             self.gone = True
             return None
@@ -173,6 +171,12 @@ class Spare:
         if reply is None:
             self.gone = True  # it died, or hangs: a late claim of its own is harmless
         return reply
+
+    def is_ready(self) -> bool:
+        """Whether it has said `ready` (checked without waiting)."""
+        if not self.ready:
+            self.ready = self._read_line(0.0) == "ready"
+        return self.ready
 
     def _read_line(self, timeout: float) -> str | None:
         import select
@@ -282,11 +286,9 @@ def _give_up() -> None:
 def warm_spare_pid(*, ready: bool = False) -> int | None:
     """The pid of this process's warm spare (with `ready`, only once it has booted)."""
     with _warm_lock:
-        if _warm is None or _warm.gone:
+        if _warm is None or _warm.gone or (ready and not _warm.is_ready()):
             return None
-        if ready and not _warm.ready:
-            _warm.ready = _warm._read_line(0.0) == "ready"
-        return _warm.pid if _warm.ready or not ready else None
+        return _warm.pid
 
 
 def keep_warm_spare() -> None:

@@ -15,7 +15,7 @@ import pytest
 from bgjobs import api
 from bgjobs.errors import AlreadyFinal, NoSuchJob
 from bgjobs.spawner import WAKER_CODE
-from tests.conftest import wait_until
+from tests.conftest import REPO, wait_until
 
 
 def _alive(pid: int) -> bool:
@@ -233,8 +233,10 @@ def test_stale_pid_with_wrong_start_time_is_never_signalled(project):
 def test_no_zombies_in_a_long_lived_caller(project):
     project.write_config(max_concurrent=8)
     code = f"""
-import time, psutil, sys
+import os, time, sys
+sys.path.insert(0, {str(REPO)!r})
 from bgjobs import api
+from tests.conftest import zombie_children
 cfg = {str(project.config_path)!r}
 ids = [api.run_background_job('testjobs.tasks.Tasks', 'ok', str(i), config=cfg) for i in range(50)]
 deadline = time.monotonic() + 90
@@ -245,14 +247,7 @@ while time.monotonic() < deadline:
 else:
     sys.exit('jobs did not finish')
 def zombies():
-    found = []
-    for c in psutil.Process().children():
-        try:
-            if c.status() == psutil.STATUS_ZOMBIE:
-                found.append(c.pid)
-        except psutil.NoSuchProcess:
-            pass  # reaped between the listing and the look
-    return found
+    return zombie_children(os.getpid())
 deadline = time.monotonic() + 10
 while zombies() and time.monotonic() < deadline:
     time.sleep(0.05)
