@@ -43,8 +43,9 @@ GOAL = 3.0
 # The standard modules the work needs, before any bgjobs code: a console script
 # parses arguments, reads and writes the store, logs JSON, signals; a runner the
 # same, less argparse. Imported by a bare interpreter, they show the floor.
-CLI_STDLIB = "argparse, json, sqlite3, signal, threading"
-RUNNER_STDLIB = "json, sqlite3, signal, threading, select, fcntl"
+# SQLite as bgjobs.store imports it: the C module, without the wrapper's datetime.
+CLI_STDLIB = "argparse, json, _sqlite3, signal"
+RUNNER_STDLIB = "json, _sqlite3, signal, select, fcntl"
 
 
 def main() -> int:

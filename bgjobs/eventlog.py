@@ -18,8 +18,12 @@ import fcntl
 import json
 import os
 import sys
-import threading
 import time
+
+try:
+    from _thread import RLock  # what threading.RLock returns, without importing threading (see store)
+except ImportError:
+    from threading import RLock
 
 LEVELS = ("INFO", "WARNING", "ERROR")
 EVENTS = (
@@ -104,7 +108,7 @@ class EventLog:
         self._errors = _File(os.path.join(self.log_dir, ERRORS_LOG))
         self._lock_fd: int | None = None
         self._pid = os.getpid()
-        self._thread_lock = threading.RLock()
+        self._thread_lock = RLock()
         self._depth = 0  # > 0 while this thread is inside write()
         self._warned = False
 
