@@ -85,10 +85,10 @@ def cancel(
             user=user,
             grace=grace,
         )
-        _signal_runner(rt, flagged)
+        signalled = flagged.runner_pid if _signal_runner(rt, flagged) else None
         if not wait:
             return CancelResult(flagged, time.monotonic() - t0)
-        final = _wait_final(rt, job_id, grace + MARGIN, resignal=True)
+        final = _wait_final(rt, job_id, grace + MARGIN, resignal=True, signalled_pid=signalled)
         if not final.is_final:
             final = _force(rt, final)
             dispatch(rt)  # the runner did not live to fill its slot
@@ -108,10 +108,14 @@ def _signal_runner(rt: Runtime, job: Job) -> bool:
     return False
 
 
-def _wait_final(rt: Runtime, job_id: int, limit: float, resignal: bool = False) -> Job:
+def _wait_final(
+    rt: Runtime, job_id: int, limit: float, resignal: bool = False, signalled_pid: int | None = None
+) -> Job:
+    """Poll until job `job_id` is final or `limit` seconds pass. With `resignal`,
+    signal a runner other than `signalled_pid` (already told) once it appears."""
     start = time.monotonic()
     deadline = start + limit
-    pause, signalled_pid = 0.001, None
+    pause = 0.001
     while True:
         job = rt.store.get(job_id)
         if job.is_final or time.monotonic() >= deadline:
