@@ -94,6 +94,11 @@ def live_group_members(pgid: int) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
+        try:  # one system call per process; /proc/PID/stat (three) only for members
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+        except OSError:
+            continue  # gone
         rest = _stat(entry.name)
         if rest is not None and int(rest[2]) == pgid and rest[0] not in (b"Z", b"X"):
             members.append(int(entry.name))

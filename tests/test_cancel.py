@@ -229,6 +229,31 @@ def test_stale_pid_with_wrong_start_time_is_never_signalled(project):
         sleeper.wait()
 
 
+def test_group_members_are_the_live_ones_after_the_leader_exits(tmp_path):
+    """What a cancelled attempt's group looks like to the runner: the leader has
+    exited (a zombie until reaped) and a child it left behind is still alive."""
+    from bgjobs import procs
+    from tests.conftest import gone_or_zombie
+
+    pidfile = tmp_path / "child.pid"
+    leader = subprocess.Popen(
+        ["sh", "-c", f'sleep 600 & echo $! > "{pidfile}"; exit 0'], process_group=0
+    )
+    try:
+        child = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the child"))
+        wait_until(lambda: gone_or_zombie(leader.pid), what="the leader to exit")
+        assert procs.live_group_members(leader.pid) == [child]  # not the zombie leader
+        assert procs.live_group_members(os.getpgid(0)) != []  # our own group: pytest at least
+        os.kill(child, signal.SIGKILL)
+        wait_until(lambda: procs.live_group_members(leader.pid) == [], what="an empty group")
+    finally:
+        try:
+            os.killpg(leader.pid, signal.SIGKILL)  # while the unreaped leader still holds the group id
+        except ProcessLookupError:
+            pass
+        leader.wait()
+
+
 @pytest.mark.slow
 def test_no_zombies_in_a_long_lived_caller(project):
     project.write_config(max_concurrent=8)
