@@ -101,8 +101,12 @@ def noop():
 class BenchProject:
     """A temp bgjobs project: config.yaml, a `benchjobs` module, state, logs."""
 
-    CLASSES = ["jobs.noop.Noop", "benchjobs.tasks.Stamp", "benchjobs.tasks.Sleeper",
-               "benchjobs.tasks.Cooperative"]
+    CLASSES = [
+        "jobs.noop.Noop",
+        "benchjobs.tasks.Stamp",
+        "benchjobs.tasks.Sleeper",
+        "benchjobs.tasks.Cooperative",
+    ]
 
     def __init__(self, name: str, *, keep: bool = False, **config) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=f"bgjobs-bench-{name}-")).resolve()
@@ -160,8 +164,13 @@ class BenchProject:
 
     def code_note(self) -> str:
         """Where the processes a benchmark starts import bgjobs from (checked)."""
-        out = subprocess.run([PY, "-c", "import bgjobs; print(bgjobs.__file__)"], env=self._env,
-                             cwd=self.root, capture_output=True, text=True).stdout.strip()
+        out = subprocess.run(
+            [PY, "-c", "import bgjobs; print(bgjobs.__file__)"],
+            env=self._env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         where = Path(out).parent.parent if out else Path("?")
         if INSTALLED:
             if not str(where).startswith(str(BIN.parent)):
@@ -169,8 +178,11 @@ class BenchProject:
             return "bgjobs measured as a regular install of a snapshot, in a fresh venv"
         if str(where) != CODE_DIR:
             raise RuntimeError(f"benchmark processes import bgjobs from {where}, not {CODE_DIR}")
-        return ("bgjobs measured from a snapshot, on PYTHONPATH in the development venv"
-                if CODE_DIR != str(REPO) else "bgjobs measured from the work tree")
+        return (
+            "bgjobs measured from a snapshot, on PYTHONPATH in the development venv"
+            if CODE_DIR != str(REPO)
+            else "bgjobs measured from the work tree"
+        )
 
     def env(self, **changes: str | None) -> dict[str, str]:
         env = dict(self._env)
@@ -289,8 +301,7 @@ def wait_file(path: str, timeout: float = 30.0, interval: float = 0.002) -> int:
 def run_timed(argv: list[str], env: dict, cwd: Path | str, check: bool = True) -> tuple[float, str]:
     """Wall seconds of one command, from the spawn to its exit; and its stdout."""
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True)
+    proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if check and proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
@@ -300,9 +311,13 @@ def run_timed(argv: list[str], env: dict, cwd: Path | str, check: bool = True) -
 # --- rounds and statistics ------------------------------------------------------
 
 
-def interleave(rounds: int, cases: dict[str, Callable[[], float]], warmup: int = 1,
-               between: Callable[[], None] | None = None,
-               progress: str = "") -> dict[str, list[float]]:
+def interleave(
+    rounds: int,
+    cases: dict[str, Callable[[], float]],
+    warmup: int = 1,
+    between: Callable[[], None] | None = None,
+    progress: str = "",
+) -> dict[str, list[float]]:
     """Run every case once per round, alternating the order (A B, B A, A B ...)
     so drift in the machine's load hits every case alike. The first `warmup`
     rounds are thrown away. Returns the samples per case."""
@@ -359,13 +374,29 @@ class Report:
         self.rows: list[dict] = []
         self.notes: list[str] = []
 
-    def row(self, measure: str, ours: str, baseline: str, ratio: float | None,
-            goal: str = "", met: bool | None = None, **data) -> None:
-        self.rows.append(dict(measure=measure, ours=ours, baseline=baseline, ratio=ratio,
-                              goal=goal, met=met, **data))
+    def row(
+        self,
+        measure: str,
+        ours: str,
+        baseline: str,
+        ratio: float | None,
+        goal: str = "",
+        met: bool | None = None,
+        **data,
+    ) -> None:
+        self.rows.append(
+            dict(measure=measure, ours=ours, baseline=baseline, ratio=ratio, goal=goal, met=met, **data)
+        )
 
-    def compare(self, measure: str, ours: list[float], base: list[float], fmt: Callable[[float], str],
-                goal: float | None = None, higher_is_better: bool = False) -> None:
+    def compare(
+        self,
+        measure: str,
+        ours: list[float],
+        base: list[float],
+        fmt: Callable[[float], str],
+        goal: float | None = None,
+        higher_is_better: bool = False,
+    ) -> None:
         """A row for ours against a baseline measured in the same rounds: the
         ratio of the medians, and the median of the per-round ratios (each
         round's pair ran back to back, so drift in the load cancels)."""
@@ -373,15 +404,25 @@ class Report:
         paired = [a / b for a, b in zip(ours, base, strict=True)] if len(ours) == len(base) else []
         met = None
         if goal is not None:
-            ok = [r >= goal if higher_is_better else r <= goal
-                  for r in (ratio, median(paired) if paired else ratio)]
+            ok = [
+                r >= goal if higher_is_better else r <= goal
+                for r in (ratio, median(paired) if paired else ratio)
+            ]
             # Met only when the ratio of the medians and the median per-round
             # ratio agree; when they straddle the goal, say so.
             met = ok[0] if ok[0] == ok[1] else "borderline"
-        self.row(measure, describe(ours, fmt), describe(base, fmt), ratio,
-                 goal="" if goal is None else f"{'≥' if higher_is_better else '≤'} {goal:g}x", met=met,
-                 paired=describe(paired, lambda r: f"{r:.2f}x") if paired else "",
-                 ours_median=median(ours), baseline_median=median(base), samples=len(ours))
+        self.row(
+            measure,
+            describe(ours, fmt),
+            describe(base, fmt),
+            ratio,
+            goal="" if goal is None else f"{'≥' if higher_is_better else '≤'} {goal:g}x",
+            met=met,
+            paired=describe(paired, lambda r: f"{r:.2f}x") if paired else "",
+            ours_median=median(ours),
+            baseline_median=median(base),
+            samples=len(ours),
+        )
 
     def note(self, text: str) -> None:
         self.notes.append(" ".join(text.split()))
@@ -390,15 +431,26 @@ class Report:
         out = [f"### {self.title}", ""]
         if self.intro:
             out += [textwrap.fill(" ".join(self.intro.split()), 100), ""]
-        out.append("| measure | ours: median (IQR) | baseline: median (IQR) | ratio of medians "
-                   "| per-round ratio: median (IQR) | goal | met |")
+        out.append(
+            "| measure | ours: median (IQR) | baseline: median (IQR) | ratio of medians "
+            "| per-round ratio: median (IQR) | goal | met |"
+        )
         out.append("| --- | --- | --- | --- | --- | --- | --- |")
         for r in self.rows:
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-            met = ("" if r["met"] is None else "borderline" if r["met"] == "borderline"
-                   else "yes" if r["met"] else "**no**")
-            out.append(f"| {r['measure']} | {r['ours']} | {r['baseline']} | {ratio} | {r.get('paired', '')} "
-                       f"| {r['goal']} | {met} |")
+            met = (
+                ""
+                if r["met"] is None
+                else "borderline"
+                if r["met"] == "borderline"
+                else "yes"
+                if r["met"]
+                else "**no**"
+            )
+            out.append(
+                f"| {r['measure']} | {r['ours']} | {r['baseline']} | {ratio} | {r.get('paired', '')} "
+                f"| {r['goal']} | {met} |"
+            )
         if self.notes:
             out.append("")
             out += [f"- {n}" for n in self.notes]
@@ -407,8 +459,11 @@ class Report:
     def emit(self, json_path: str | None) -> None:
         print(self.markdown(), flush=True)
         if json_path:
-            Path(json_path).write_text(json.dumps({"title": self.title, "rows": self.rows,
-                                                   "notes": self.notes}, indent=1, default=str))
+            Path(json_path).write_text(
+                json.dumps(
+                    {"title": self.title, "rows": self.rows, "notes": self.notes}, indent=1, default=str
+                )
+            )
 
 
 def parser(description: str, rounds: int, quick_rounds: int) -> argparse.ArgumentParser:

@@ -59,8 +59,9 @@ def main() -> int:
 
         def running_job() -> tuple[int, str]:
             ready, saw = proj.mark("ready"), proj.mark("seen")
-            job_id = api.run_background_job("benchjobs.tasks.Cooperative", "run", ready, saw,
-                                            config=proj.config_path)
+            job_id = api.run_background_job(
+                "benchjobs.tasks.Cooperative", "run", ready, saw, config=proj.config_path
+            )
             wait_file(ready)
             time.sleep(0.05)  # let the runner settle into its wait
             return job_id, saw
@@ -87,8 +88,12 @@ def main() -> int:
         def bare() -> float:
             return run_timed([PY, "-c", "pass"], env, cwd)[0]
 
-        s = interleave(rounds, {"cli": cancel_cli, "pass": bare, "api": cancel_api},
-                       between=proj.quiesce, progress="cancel")
+        s = interleave(
+            rounds,
+            {"cli": cancel_cli, "pass": bare, "api": cancel_api},
+            between=proj.quiesce,
+            progress="cancel",
+        )
         proj.quiesce()
     # the warm-up round's stamps are in `seen` too; drop them
     seen = {k: v[-rounds:] for k, v in seen.items()}
@@ -98,10 +103,16 @@ def main() -> int:
 
     add("4. cancel latency: `job-cancel` → final state, vs `python -c pass`", s["cli"], s["pass"], GOAL)
     add("(info) `cancel_job()` in a warm process → final state, vs `python -c pass`", s["api"], s["pass"])
-    add("(info) `job-cancel` start → the job sees cancel_requested(), vs `python -c pass`",
-        seen["cli"], s["pass"])
-    add("(info) `cancel_job()` call → the job sees cancel_requested(), vs `python -c pass`",
-        seen["api"], s["pass"])
+    add(
+        "(info) `job-cancel` start → the job sees cancel_requested(), vs `python -c pass`",
+        seen["cli"],
+        s["pass"],
+    )
+    add(
+        "(info) `cancel_job()` call → the job sees cancel_requested(), vs `python -c pass`",
+        seen["api"],
+        s["pass"],
+    )
     report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0

@@ -83,9 +83,14 @@ def main() -> int:
         def start_cli() -> float:
             mark = proj.mark("cli")
             t0 = time.monotonic_ns()
-            proc = subprocess.Popen([job_run, "benchjobs.tasks.Stamp", "run", f"--params={mark}"],
-                                    env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [job_run, "benchjobs.tasks.Stamp", "run", f"--params={mark}"],
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             t1 = wait_file(mark)
             _, err = proc.communicate()
             if proc.returncode:
@@ -109,8 +114,7 @@ def main() -> int:
             mark = proj.mark("bare")
             t0 = time.monotonic_ns()
             code = f"import {imports}; {stamp_code}" if imports else stamp_code
-            proc = subprocess.Popen([PY, "-c", code, mark], env=env, cwd=cwd,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen([PY, "-c", code, mark], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
             t1 = wait_file(mark)
             proc.wait()
             return (t1 - t0) / 1e9
@@ -126,8 +130,10 @@ def main() -> int:
         def start_chain_floor() -> float:
             mark = proj.mark("chain")
             inner = f"import sys, {RUNNER_STDLIB}; {stamp_code}"
-            outer = ("import os, sys; os.posix_spawn(sys.executable, "
-                     f"[sys.executable, '-c', {inner!r}, sys.argv[1]], os.environ)")
+            outer = (
+                "import os, sys; os.posix_spawn(sys.executable, "
+                f"[sys.executable, '-c', {inner!r}, sys.argv[1]], os.environ)"
+            )
             t0 = time.monotonic_ns()
             proc = subprocess.Popen([PY, "-c", outer, mark], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
             t1 = wait_file(mark)
@@ -162,44 +168,93 @@ def main() -> int:
             return run_timed([PY, "-c", "pass"], nocache, cwd)[0]
 
         between = proj.quiesce
-        s = interleave(rounds, {"job-run": launch_cli, "pass": launch_pass,
-                                "start cli": start_cli, "start api": start_api,
-                                "start api no spare": start_api_no_spare,
-                                "start bare": start_bare, "stdlib floor": launch_stdlib,
-                                "start stdlib floor": start_stdlib,
-                                "start chain floor": start_chain_floor},
-                       between=between, progress="launch/start")
-        s2 = interleave(max(3, rounds // 2), {"api return": return_api, "popen return": return_popen,
-                                              "api return no spare": return_api_no_spare,
-                                              "job-run nocache": launch_cli_nocache,
-                                              "pass nocache": launch_pass_nocache},
-                        between=between, progress="api return / no bytecode cache")
+        s = interleave(
+            rounds,
+            {
+                "job-run": launch_cli,
+                "pass": launch_pass,
+                "start cli": start_cli,
+                "start api": start_api,
+                "start api no spare": start_api_no_spare,
+                "start bare": start_bare,
+                "stdlib floor": launch_stdlib,
+                "start stdlib floor": start_stdlib,
+                "start chain floor": start_chain_floor,
+            },
+            between=between,
+            progress="launch/start",
+        )
+        s2 = interleave(
+            max(3, rounds // 2),
+            {
+                "api return": return_api,
+                "popen return": return_popen,
+                "api return no spare": return_api_no_spare,
+                "job-run nocache": launch_cli_nocache,
+                "pass nocache": launch_pass_nocache,
+            },
+            between=between,
+            progress="api return / no bytecode cache",
+        )
         proj.quiesce()
 
     def add(measure, ours, base, goal=None):
         report.compare(measure, ours, base, fmt_ms, goal)
 
     add("1. launch cost: `job-run` vs `python -c pass`", s["job-run"], s["pass"], GOAL)
-    add(f"(info) the floor for 1 and 4: a bare interpreter importing only `{CLI_STDLIB}`, "
-        "vs `python -c pass`", s["stdlib floor"], s["pass"])
-    add("2. time to start: `job-run` → job's first line, vs fresh interpreter running the job",
-        s["start cli"], s["start bare"], GOAL)
-    add("2. time to start: `run_background_job()` → job's first line, vs fresh interpreter "
-        "(the caller's warm spare runner takes the job)", s["start api"], s["start bare"], GOAL)
-    add("(info) the same with `warm_spare: false`: a runner is spawned for the job",
-        s["start api no spare"], s["start bare"])
-    add(f"(info) the floor for 2: a fresh interpreter importing only `{RUNNER_STDLIB}`, then "
-        "running the job, vs fresh interpreter running the job", s["start stdlib floor"], s["start bare"])
-    add("(info) the floor for 2 from a command: an interpreter that at once spawns that second "
+    add(
+        f"(info) the floor for 1 and 4: a bare interpreter importing only `{CLI_STDLIB}`, "
+        "vs `python -c pass`",
+        s["stdlib floor"],
+        s["pass"],
+    )
+    add(
+        "2. time to start: `job-run` → job's first line, vs fresh interpreter running the job",
+        s["start cli"],
+        s["start bare"],
+        GOAL,
+    )
+    add(
+        "2. time to start: `run_background_job()` → job's first line, vs fresh interpreter "
+        "(the caller's warm spare runner takes the job)",
+        s["start api"],
+        s["start bare"],
+        GOAL,
+    )
+    add(
+        "(info) the same with `warm_spare: false`: a runner is spawned for the job",
+        s["start api no spare"],
+        s["start bare"],
+    )
+    add(
+        f"(info) the floor for 2: a fresh interpreter importing only `{RUNNER_STDLIB}`, then "
+        "running the job, vs fresh interpreter running the job",
+        s["start stdlib floor"],
+        s["start bare"],
+    )
+    add(
+        "(info) the floor for 2 from a command: an interpreter that at once spawns that second "
         "interpreter (job-run's shape, with no bgjobs code), vs fresh interpreter running the job",
-        s["start chain floor"], s["start bare"])
-    add("(info) `run_background_job()` returns (it waits for the warm spare's claim), vs "
-        "`Popen(python -c pass)` returns", s2["api return"], s2["popen return"])
+        s["start chain floor"],
+        s["start bare"],
+    )
+    add(
+        "(info) `run_background_job()` returns (it waits for the warm spare's claim), vs "
+        "`Popen(python -c pass)` returns",
+        s2["api return"],
+        s2["popen return"],
+    )
     add("(info) the same with `warm_spare: false`", s2["api return no spare"], s2["popen return"])
-    add("(info) launch cost without a bytecode cache (PYTHONDONTWRITEBYTECODE=1, as on this "
-        "machine and in CI)", s2["job-run nocache"], s2["pass nocache"])
-    report.note("Children run with bytecode caching on (PYTHONPYCACHEPREFIX in the temp project), "
-                "as a user's machine has it; the last row shows the sandbox's setting.")
+    add(
+        "(info) launch cost without a bytecode cache (PYTHONDONTWRITEBYTECODE=1, as on this "
+        "machine and in CI)",
+        s2["job-run nocache"],
+        s2["pass nocache"],
+    )
+    report.note(
+        "Children run with bytecode caching on (PYTHONPYCACHEPREFIX in the temp project), "
+        "as a user's machine has it; the last row shows the sandbox's setting."
+    )
     report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0

@@ -50,38 +50,113 @@ def job_records(rng: random.Random, job_id: int, t: float):
         t += rng.random() * 0.05
         secs = int(t)
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((t - secs) * 1000):03d}Z"
-        return {"ts": ts, "level": level, "event": event, **base, "attempt": attempt,
-                "message": message, **extra}
+        return {
+            "ts": ts,
+            "level": level,
+            "event": event,
+            **base,
+            "attempt": attempt,
+            "message": message,
+            **extra,
+        }
 
-    out = [rec("queued", "INFO", 1, f"{cls}.{method} queued with priority 0",
-               params=[rng.randint(1, 100)], priority=0, source="cli", user="ops",
-               run_after="2026-11-28T16:22:15.123Z")]
+    out = [
+        rec(
+            "queued",
+            "INFO",
+            1,
+            f"{cls}.{method} queued with priority 0",
+            params=[rng.randint(1, 100)],
+            priority=0,
+            source="cli",
+            user="ops",
+            run_after="2026-11-28T16:22:15.123Z",
+        )
+    ]
     attempt = 1
     while True:
-        out.append(rec("started", "INFO", attempt, f"job {job_id} attempt {attempt} of 3 started",
-                       pid=rng.randint(1000, 60000)))
+        out.append(
+            rec(
+                "started",
+                "INFO",
+                attempt,
+                f"job {job_id} attempt {attempt} of 3 started",
+                pid=rng.randint(1000, 60000),
+            )
+        )
         roll = rng.random()
         if roll < 0.85:
-            out.append(rec("succeeded", "INFO", attempt, f"job {job_id} succeeded",
-                           duration=round(rng.random() * 30, 3), result=json.dumps(rng.randint(0, 999))))
+            out.append(
+                rec(
+                    "succeeded",
+                    "INFO",
+                    attempt,
+                    f"job {job_id} succeeded",
+                    duration=round(rng.random() * 30, 3),
+                    result=json.dumps(rng.randint(0, 999)),
+                )
+            )
             break
         if roll < 0.88:
-            out.append(rec("cancel_requested", "INFO", attempt, f"cancel of job {job_id} requested by cli",
-                           source="cli", user="ops"))
-            out.append(rec("cancelled", "WARNING", attempt, f"job {job_id} cancelled",
-                           source="cli", user="ops", duration=round(rng.random() * 30, 3)))
+            out.append(
+                rec(
+                    "cancel_requested",
+                    "INFO",
+                    attempt,
+                    f"cancel of job {job_id} requested by cli",
+                    source="cli",
+                    user="ops",
+                )
+            )
+            out.append(
+                rec(
+                    "cancelled",
+                    "WARNING",
+                    attempt,
+                    f"job {job_id} cancelled",
+                    source="cli",
+                    user="ops",
+                    duration=round(rng.random() * 30, 3),
+                )
+            )
             break
         tb = _traceback(rng, rng.choices((8, 30, 200), weights=(70, 27, 3))[0])  # 200 frames: ~20 KB
-        out.append(rec("attempt_failed", "ERROR", attempt, f"job {job_id} attempt {attempt} failed: bad row 17",
-                       exception="ValueError", error="bad row 17", traceback=tb, exit_code=1,
-                       exit_signal=None))
+        out.append(
+            rec(
+                "attempt_failed",
+                "ERROR",
+                attempt,
+                f"job {job_id} attempt {attempt} failed: bad row 17",
+                exception="ValueError",
+                error="bad row 17",
+                traceback=tb,
+                exit_code=1,
+                exit_signal=None,
+            )
+        )
         if attempt < 3:
-            out.append(rec("retry_scheduled", "WARNING", attempt,
-                           f"job {job_id} will retry in 5s (attempt {attempt + 1} of 3)", delay=5.0))
+            out.append(
+                rec(
+                    "retry_scheduled",
+                    "WARNING",
+                    attempt,
+                    f"job {job_id} will retry in 5s (attempt {attempt + 1} of 3)",
+                    delay=5.0,
+                )
+            )
             attempt += 1
             continue
-        out.append(rec("failed", "ERROR", attempt, f"job {job_id} failed after 3 attempt(s): bad row 17",
-                       exception="ValueError", error="bad row 17", duration=round(rng.random() * 90, 3)))
+        out.append(
+            rec(
+                "failed",
+                "ERROR",
+                attempt,
+                f"job {job_id} failed after 3 attempt(s): bad row 17",
+                exception="ValueError",
+                error="bad row 17",
+                duration=round(rng.random() * 90, 3),
+            )
+        )
         break
     return out, t
 
@@ -138,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         t = generate(path, args.records)
         size = path.stat().st_size
-        print(f"wrote {args.records:,} records, {size / 2**20:.0f} MiB, in {time.perf_counter() - started:.0f}s")
+        print(
+            f"wrote {args.records:,} records, {size / 2**20:.0f} MiB, in {time.perf_counter() - started:.0f}s"
+        )
 
         rows = {}
         full_read, arrow_read = [], []
@@ -172,8 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, secs, ratio in lines:
         print(f"{name:<46} {secs:>9.3f}  {'' if ratio is None else f'{ratio:8.3f}':>8}")
     print("\nread_log / pyarrow: goal <= 2.0   refresh / full read_log: goal <= 0.05")
-    print("all rounds (s): pyarrow", [round(x, 2) for x in arrow_read], "read_log", [round(x, 2) for x in full_read],
-          "refresh", [round(x, 3) for x in refresh], "full", [round(x, 2) for x in full_after])
+    print(
+        "all rounds (s): pyarrow",
+        [round(x, 2) for x in arrow_read],
+        "read_log",
+        [round(x, 2) for x in full_read],
+        "refresh",
+        [round(x, 3) for x in refresh],
+        "full",
+        [round(x, 2) for x in full_after],
+    )
     return 0
 
 

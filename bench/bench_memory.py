@@ -128,10 +128,19 @@ def main() -> int:
         "counts shared pages such as the interpreter's own code. Lower is better. "
         f"{rounds} interleaved rounds after one warm-up.",
     )
-    extra: dict[str, list[float]] = {"runner rss": [], "attempt uss": [], "attempt rss": [],
-                                     "waker uss": [], "waker rss": [], "bare rss": [],
-                                     "runner anon": [], "bare anon": [], "pair": [],
-                                     "runner uss": [], "floor rss": []}
+    extra: dict[str, list[float]] = {
+        "runner rss": [],
+        "attempt uss": [],
+        "attempt rss": [],
+        "waker uss": [],
+        "waker rss": [],
+        "bare rss": [],
+        "runner anon": [],
+        "bare anon": [],
+        "pair": [],
+        "runner uss": [],
+        "floor rss": [],
+    }
     with BenchProject("memory", keep=args.keep) as proj:
         code = proj.code_note()
         proj.enter()
@@ -144,8 +153,9 @@ def main() -> int:
 
         def runner_case() -> float:
             ready = proj.mark("ready")
-            job_id = api.run_background_job("benchjobs.tasks.Sleeper", "run", ready, 60,
-                                            config=proj.config_path)
+            job_id = api.run_background_job(
+                "benchjobs.tasks.Sleeper", "run", ready, 60, config=proj.config_path
+            )
             wait_file(ready)
             procs = proj.processes("bgjobs.runner")
             pids = {p.pid for p in procs}
@@ -191,8 +201,12 @@ def main() -> int:
             extra["floor rss"].append(mem.rss)
             return mem.uss
 
-        s = interleave(rounds, {"runner": runner_case, "bare": bare_case, "floor": floor_case},
-                       between=proj.quiesce, progress="memory")
+        s = interleave(
+            rounds,
+            {"runner": runner_case, "bare": bare_case, "floor": floor_case},
+            between=proj.quiesce,
+            progress="memory",
+        )
         proj.quiesce()
     extra = {k: v[-rounds:] for k, v in extra.items()}
 
@@ -200,12 +214,21 @@ def main() -> int:
         report.compare(measure, ours, base, fmt_mib, goal)
 
     fair = bool(extra["pair"])
-    add("5. runner USS, counting the pages it shares only with its own attempt, vs bare USS"
-        if fair else "5. runner USS (psutil) vs bare sleeping interpreter USS", s["runner"], s["bare"], GOAL)
+    add(
+        "5. runner USS, counting the pages it shares only with its own attempt, vs bare USS"
+        if fair
+        else "5. runner USS (psutil) vs bare sleeping interpreter USS",
+        s["runner"],
+        s["bare"],
+        GOAL,
+    )
     add("5. runner RSS vs bare sleeping interpreter RSS", extra["runner rss"], extra["bare rss"], GOAL)
-    add("(info) the floor for 5: RSS of a sleeping interpreter that imported only "
+    add(
+        "(info) the floor for 5: RSS of a sleeping interpreter that imported only "
         f"`{FLOOR_MODULES}` and read the store, vs bare RSS",
-        extra["floor rss"], extra["bare rss"])
+        extra["floor rss"],
+        extra["bare rss"],
+    )
     if fair:
         add("(info) runner USS as psutil counts it, vs bare USS", extra["runner uss"], s["bare"])
     add("(info) runner anonymous memory (heap) vs bare", extra["runner anon"], extra["bare anon"])
@@ -214,12 +237,17 @@ def main() -> int:
     add("(info) attempt (forked child running the job) USS, vs bare USS", extra["attempt uss"], s["bare"])
     add("(info) attempt RSS, vs bare RSS", extra["attempt rss"], extra["bare rss"])
     if extra["waker uss"]:
-        add("(info) waker USS (one per project while jobs are active), vs bare USS",
-            extra["waker uss"], s["bare"])
-    report.note("The runner's USS under-counts it: the attempt is forked from the runner, so "
-                "the pages they still share copy-on-write count in neither USS. The goal's USS row "
-                "charges them to the runner (from /proc/PID/pagemap and /proc/kpagecount, "
-                "which need root; without it the row falls back to psutil's USS).")
+        add(
+            "(info) waker USS (one per project while jobs are active), vs bare USS",
+            extra["waker uss"],
+            s["bare"],
+        )
+    report.note(
+        "The runner's USS under-counts it: the attempt is forked from the runner, so "
+        "the pages they still share copy-on-write count in neither USS. The goal's USS row "
+        "charges them to the runner (from /proc/PID/pagemap and /proc/kpagecount, "
+        "which need root; without it the row falls back to psutil's USS)."
+    )
     report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0

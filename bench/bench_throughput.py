@@ -71,8 +71,11 @@ def run_limit(n: int, env: dict, cwd: Path) -> float:
     t0 = time.perf_counter()
     while done < n:
         while len(mine) < CPUS and launched < n:
-            mine.add(os.posix_spawn(PY, argv, env, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]))
+            mine.add(
+                os.posix_spawn(
+                    PY, argv, env, file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+                )
+            )
             launched += 1
         pid, status = os.wait()
         if pid in mine:  # (a runner of ours the reaper had not collected yet is not counted)
@@ -146,8 +149,9 @@ class Ours:
         db = self.proj.root / "state" / "jobs.sqlite3"
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            return conn.execute("SELECT COUNT(DISTINCT runner_pid) FROM jobs WHERE id >= ?",
-                                (first_id,)).fetchone()[0]
+            return conn.execute(
+                "SELECT COUNT(DISTINCT runner_pid) FROM jobs WHERE id >= ?", (first_id,)
+            ).fetchone()[0]
         finally:
             conn.close()
 
@@ -216,11 +220,26 @@ class RQPeer(_RedisPeer):
         self.version = f"rq {rq.__version__}, redis-server {self.conn.info()['redis_version']}"
         env = proj.env()
         for i in range(CPUS):
-            self.procs.append(subprocess.Popen(
-                [str(Path(PY).parent / "rq"), "worker", "--url", self.url, "--quiet",
-                 "--name", f"bench-{i}", "bench"],
-                env=env, cwd=self.tmp, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        str(Path(PY).parent / "rq"),
+                        "worker",
+                        "--url",
+                        self.url,
+                        "--quiet",
+                        "--name",
+                        f"bench-{i}",
+                        "bench",
+                    ],
+                    env=env,
+                    cwd=self.tmp,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         self.queue = rq.Queue("bench", connection=self.conn)
         from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
@@ -287,12 +306,28 @@ class CeleryPeer(_RedisPeer):
         mod = importlib.import_module("benchjobs.celery_app")
         self.app, self.task = mod.app, mod.noop
         _until(lambda: _ping_url(url), "redis-server to answer")
-        self.procs.append(subprocess.Popen(
-            [str(Path(PY).parent / "celery"), "-A", "benchjobs.celery_app", "worker",
-             f"--concurrency={CPUS}", "--pool=prefork", "--loglevel=WARNING",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            env=proj.env(BENCH_REDIS_URL=url), cwd=self.tmp, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    str(Path(PY).parent / "celery"),
+                    "-A",
+                    "benchjobs.celery_app",
+                    "worker",
+                    f"--concurrency={CPUS}",
+                    "--pool=prefork",
+                    "--loglevel=WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                env=proj.env(BENCH_REDIS_URL=url),
+                cwd=self.tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         _until(lambda: bool(self.app.control.ping(timeout=0.5)), "the Celery worker to answer", 60)
         self.version = f"celery {celery.__version__}, prefork pool of {CPUS}, redis broker and results"
 
@@ -323,9 +358,26 @@ def _ping_url(url: str) -> bool:
 
 def _redis_server(port: int, folder: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder), "--loglevel", "warning"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=folder, start_new_session=True)
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--loglevel",
+            "warning",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        cwd=folder,
+        start_new_session=True,
+    )
 
 
 # --- task-spooler ----------------------------------------------------------------------
@@ -363,16 +415,29 @@ class TspPeer:
             raise
 
     def _start(self, proj: BenchProject) -> None:
-        self.env = proj.env(TS_SOCKET=str(self.tmp / "socket"), TMPDIR=str(self.tmp),
-                            TS_MAXFINISHED="1000", TS_MAXCONN="1000", TS_SLOTS=str(CPUS))
+        self.env = proj.env(
+            TS_SOCKET=str(self.tmp / "socket"),
+            TMPDIR=str(self.tmp),
+            TS_MAXFINISHED="1000",
+            TS_MAXCONN="1000",
+            TS_SLOTS=str(CPUS),
+        )
         self.cwd = self.tmp
         self._tsp("-S", str(CPUS))  # starts the private server
         out = subprocess.run([self.bin, "-V"], env=self.env, capture_output=True, text=True)
-        self.version = (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr).strip() else "tsp"
+        self.version = (
+            (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr).strip() else "tsp"
+        )
 
     def _tsp(self, *args: str) -> str:
-        out = subprocess.run([self.bin, *args], env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [self.bin, *args],
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
         return out.stdout
 
     def run(self, n: int) -> float:
@@ -388,8 +453,11 @@ class TspPeer:
                 break
             time.sleep(0.01)
         dt = time.perf_counter() - t0
-        bad = [line for line in listing.splitlines()[1:] if line.split()[1:2] == ["finished"]
-               and line.split()[3:4] != ["0"]]
+        bad = [
+            line
+            for line in listing.splitlines()[1:]
+            if line.split()[1:2] == ["finished"] and line.split()[3:4] != ["0"]
+        ]
         if bad:
             raise RuntimeError(f"task-spooler: failed jobs: {bad[:3]}")
         return n / dt
@@ -452,8 +520,11 @@ def main() -> int:
         code = proj.code_note()
         ours = Ours(proj)
         env = proj.env()
-        cases = {"ours": lambda: ours.run(n), "limit": lambda: run_limit(n, env, proj.root),
-                 "ours queued": lambda: ours.run_queued(n)}
+        cases = {
+            "ours": lambda: ours.run(n),
+            "limit": lambda: run_limit(n, env, proj.root),
+            "ours queued": lambda: ours.run_queued(n),
+        }
         try:
             for peer_cls in (RQPeer, CeleryPeer, TspPeer):
                 why = peer_cls.missing()
@@ -467,37 +538,56 @@ def main() -> int:
                     continue
                 peers.append(peer)
                 cases[peer.name] = (lambda pr: lambda: pr.run(n))(peer)
-            s = interleave(rounds, cases, between=lambda: proj.quiesce(include_waker=False),
-                           progress="throughput")
+            s = interleave(
+                rounds, cases, between=lambda: proj.quiesce(include_waker=False), progress="throughput"
+            )
         finally:
             for peer in peers:
                 peer.close()
         proj.quiesce()
 
-    report.compare("3. throughput: ours vs one fresh interpreter per job (the limit)",
-                   s["ours"], s["limit"], fmt_rate, GOAL, higher_is_better=True)
+    report.compare(
+        "3. throughput: ours vs one fresh interpreter per job (the limit)",
+        s["ours"],
+        s["limit"],
+        fmt_rate,
+        GOAL,
+        higher_is_better=True,
+    )
     for peer in peers:
-        report.compare(f"3. throughput: ours vs {peer.name} ({peer.version})",
-                       s["ours"], s[peer.name], fmt_rate)
-    report.compare(f"(info) ours with all {n} jobs queued first, then released: from the release "
-                   "to all final, vs the limit", s["ours queued"], s["limit"], fmt_rate,
-                   higher_is_better=True)
-    for label, runners in (("submitted one by one", ours.runners[-rounds:]),
-                           ("queued first", ours.runners_queued[-rounds:])):
+        report.compare(
+            f"3. throughput: ours vs {peer.name} ({peer.version})", s["ours"], s[peer.name], fmt_rate
+        )
+    report.compare(
+        f"(info) ours with all {n} jobs queued first, then released: from the release "
+        "to all final, vs the limit",
+        s["ours queued"],
+        s["limit"],
+        fmt_rate,
+        higher_is_better=True,
+    )
+    for label, runners in (
+        ("submitted one by one", ours.runners[-rounds:]),
+        ("queued first", ours.runners_queued[-rounds:]),
+    ):
         if runners:
-            report.note(f"Runner processes bgjobs started for {n} jobs {label}: "
-                        f"{statistics.median(runners):.0f} (median; range {min(runners)}–{max(runners)}). "
-                        f"With {CPUS} slots, {CPUS} runners that each take the next due job "
-                        "themselves would be the ideal.")
+            report.note(
+                f"Runner processes bgjobs started for {n} jobs {label}: "
+                f"{statistics.median(runners):.0f} (median; range {min(runners)}–{max(runners)}). "
+                f"With {CPUS} slots, {CPUS} runners that each take the next due job "
+                "themselves would be the ideal."
+            )
     for why in notes:
         report.row(f"3. throughput: {why.split(':')[0]}", describe(s["ours"], fmt_rate), "—", None)
         report.note(why)
-    report.note("RQ's and Celery's workers and redis-server are started before the clock, as "
-                "a broker's always are; bgjobs and task-spooler start processes on demand. "
-                "bgjobs forks one process per attempt from a runner that takes the next due job "
-                "itself; RQ forks a work horse per job from a warm worker; Celery runs every "
-                "job in the same long-lived pool processes (no isolation between jobs); "
-                "task-spooler runs a fresh interpreter per job, like the limit.")
+    report.note(
+        "RQ's and Celery's workers and redis-server are started before the clock, as "
+        "a broker's always are; bgjobs and task-spooler start processes on demand. "
+        "bgjobs forks one process per attempt from a runner that takes the next due job "
+        "itself; RQ forks a work horse per job from a warm worker; Celery runs every "
+        "job in the same long-lived pool processes (no isolation between jobs); "
+        "task-spooler runs a fresh interpreter per job, like the limit."
+    )
     report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0

@@ -50,8 +50,9 @@ RUN_START, RUN_END = "<!-- run:start -->", "<!-- run:end -->"
 
 def git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=30).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
 
@@ -84,10 +85,17 @@ def snapshot(commit: str | None) -> Path:
             elif src.exists():
                 shutil.copy(src, folder / name)
         return folder
-    have = [n for n in names if subprocess.run(["git", "cat-file", "-e", f"{commit}:{n}"], cwd=REPO,
-                                               capture_output=True).returncode == 0]
-    data = subprocess.run(["git", "archive", "--format=tar", commit, *have], cwd=REPO,
-                          capture_output=True, check=True).stdout
+    have = [
+        n
+        for n in names
+        if subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}:{n}"], cwd=REPO, capture_output=True
+        ).returncode
+        == 0
+    ]
+    data = subprocess.run(
+        ["git", "archive", "--format=tar", commit, *have], cwd=REPO, capture_output=True, check=True
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(folder, filter="data")
     return folder
@@ -116,8 +124,10 @@ def install_mode() -> str:
 
     site = Path(sysconfig.get_paths()["purelib"])
     if list(site.glob("__editable___bgjobs*_finder.py")):
-        return ("bgjobs installed editable in finder mode: every interpreter in the venv "
-                "(baselines included) imports the finder hook, with pathlib and re, at start")
+        return (
+            "bgjobs installed editable in finder mode: every interpreter in the venv "
+            "(baselines included) imports the finder hook, with pathlib and re, at start"
+        )
     if list(site.glob("__editable__*bgjobs*.pth")):
         return "bgjobs installed editable in compat mode (a plain path entry)"
     return "bgjobs installed as a regular package"
@@ -131,8 +141,7 @@ def machine() -> str:
         mem = f", {kb / 2**20:.0f} GiB memory"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{os.cpu_count()} CPUs{mem}, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return f"{os.cpu_count()} CPUs{mem}, Linux {platform.release()}, Python {platform.python_version()}"
 
 
 def run_script(script: Path, quick: bool, timeout: float, env: dict, python: str) -> dict:
@@ -142,8 +151,9 @@ def run_script(script: Path, quick: bool, timeout: float, env: dict, python: str
         python = sys.executable
         env = {k: v for k, v in env.items() if k not in ("BENCH_CODE_DIR", "BENCH_INSTALLED")}
     try:  # which of our flags does it take? (others' scripts may take neither)
-        text = subprocess.run([python, str(script), "--help"], cwd=REPO, capture_output=True,
-                              text=True, timeout=60, env=env).stdout
+        text = subprocess.run(
+            [python, str(script), "--help"], cwd=REPO, capture_output=True, text=True, timeout=60, env=env
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         text = ""
     argv = [python, str(script)]
@@ -156,8 +166,16 @@ def run_script(script: Path, quick: bool, timeout: float, env: dict, python: str
         argv += ["--json", json_path]
     print(f"== {script.name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
     err_lines: list[str] = []
     out_chunks: list[str] = []
 
@@ -186,8 +204,15 @@ def run_script(script: Path, quick: bool, timeout: float, env: dict, python: str
     for t in threads:
         t.join(timeout=10)
     out = "".join(out_chunks)
-    result = {"script": script.name, "argv": argv[1:], "code": code, "stdout": out,
-              "stderr": "".join(err_lines), "seconds": time.monotonic() - t0, "json": None}
+    result = {
+        "script": script.name,
+        "argv": argv[1:],
+        "code": code,
+        "stdout": out,
+        "stderr": "".join(err_lines),
+        "seconds": time.monotonic() - t0,
+        "json": None,
+    }
     if json_path:
         try:
             result["json"] = json.loads(Path(json_path).read_text())
@@ -204,8 +229,9 @@ def section(result: dict) -> str:
     out = result["stdout"].strip()
     if result["code"] != 0:
         tail = "\n".join(result["stderr"].strip().splitlines()[-15:])
-        head += (f"**This script failed** (exit {result['code']}); the end of its stderr:\n\n"
-                 f"```\n{tail}\n```\n\n")
+        head += (
+            f"**This script failed** (exit {result['code']}); the end of its stderr:\n\n```\n{tail}\n```\n\n"
+        )
     if not out:
         return head + "_(no output)_\n"
     if any(line.startswith("|") for line in out.splitlines()):
@@ -222,8 +248,10 @@ def _met(value) -> str:
 
 
 def summary(results: list[dict]) -> str:
-    lines = ["| measure | ours | baseline | ratio of medians | per-round ratio (IQR) | goal | met |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| measure | ours | baseline | ratio of medians | per-round ratio (IQR) | goal | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     rows = []
     for r in results:
         data = r["json"]
@@ -235,8 +263,10 @@ def summary(results: list[dict]) -> str:
         met = _met(row["met"])
         ours = row["ours"].split(" (")[0]
         base = row["baseline"].split(" (")[0]
-        lines.append(f"| {row['measure']} | {ours} | {base} | {ratio} | {row.get('paired', '')} "
-                     f"| {row['goal']} | {met} |")
+        lines.append(
+            f"| {row['measure']} | {ours} | {base} | {ratio} | {row.get('paired', '')} "
+            f"| {row['goal']} | {met} |"
+        )
     others = [r["script"] for r in results if not r["json"]]
     if others:
         lines += ["", f"Not in this summary (see their sections): {', '.join(others)}."]
@@ -253,8 +283,9 @@ def old_sections(old: str) -> dict[str, str]:
 
 def earlier_runs(old: str) -> list[str]:
     """The run blocks of the previous doc, newest first."""
-    return [m.strip() for m in re.findall(re.escape(RUN_START) + r"(.*?)" + re.escape(RUN_END),
-                                          old, flags=re.S)]
+    return [
+        m.strip() for m in re.findall(re.escape(RUN_START) + r"(.*?)" + re.escape(RUN_END), old, flags=re.S)
+    ]
 
 
 def _stop(signum, frame) -> None:
@@ -266,20 +297,34 @@ def main() -> int:
     # the script it runs with SIGTERM, so that script's cleanup runs too.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="fewer rounds (scripts that support it)")
-    p.add_argument("--only", metavar="NAMES", help="comma-separated parts of script names, e.g. launch,cancel")
+    p.add_argument(
+        "--only", metavar="NAMES", help="comma-separated parts of script names, e.g. launch,cancel"
+    )
     p.add_argument("--label", help="a few words on what this run measures, e.g. 'after fix X'")
-    p.add_argument("--out", type=Path, default=DOC, help=f"the page to write (default {DOC.relative_to(REPO)})")
+    p.add_argument(
+        "--out", type=Path, default=DOC, help=f"the page to write (default {DOC.relative_to(REPO)})"
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per script (default 1800)")
-    p.add_argument("--commit", default="HEAD",
-                   help="measure bgjobs/ and jobs/ as of this commit (default HEAD), from a snapshot")
-    p.add_argument("--work-tree", action="store_true",
-                   help="measure a copy of the work tree as it is now instead of a commit")
-    p.add_argument("--dev-venv", action="store_true",
-                   help="run in this venv (the code on PYTHONPATH) instead of a fresh venv with a "
-                   "regular install; then how this venv installs bgjobs affects every figure")
+    p.add_argument(
+        "--commit",
+        default="HEAD",
+        help="measure bgjobs/ and jobs/ as of this commit (default HEAD), from a snapshot",
+    )
+    p.add_argument(
+        "--work-tree",
+        action="store_true",
+        help="measure a copy of the work tree as it is now instead of a commit",
+    )
+    p.add_argument(
+        "--dev-venv",
+        action="store_true",
+        help="run in this venv (the code on PYTHONPATH) instead of a fresh venv with a "
+        "regular install; then how this venv installs bgjobs affects every figure",
+    )
     args = p.parse_args()
 
     scripts = sorted(HERE.glob("bench_*.py"))
@@ -295,8 +340,9 @@ def main() -> int:
     if args.work_tree:
         commit = git("rev-parse", "--short", "HEAD") or "unknown"
         dirty = git("status", "--porcelain", "--", "bgjobs", "jobs")
-        what = (f"a copy of the work tree at commit `{commit}`"
-                + (" with uncommitted changes in bgjobs/ or jobs/" if dirty else ""))
+        what = f"a copy of the work tree at commit `{commit}`" + (
+            " with uncommitted changes in bgjobs/ or jobs/" if dirty else ""
+        )
     else:
         commit = git("rev-parse", "--short", args.commit) or args.commit
         subject = git("log", "-1", "--format=%s", args.commit)
@@ -318,9 +364,11 @@ def main() -> int:
             python = str(py)
             env["BENCH_INSTALLED"] = "1"
             code_line = f"- code: bgjobs/ and jobs/ of {what}"
-            environment = (f"a fresh venv with that code installed as a regular package (as a user "
-                           f"has it), plus {peers}; the log and dashboard scripts run in the "
-                           "development venv")
+            environment = (
+                f"a fresh venv with that code installed as a regular package (as a user "
+                f"has it), plus {peers}; the log and dashboard scripts run in the "
+                "development venv"
+            )
     except BaseException:
         shutil.rmtree(code_dir, ignore_errors=True)
         raise
@@ -332,9 +380,13 @@ def main() -> int:
     finally:
         shutil.rmtree(code_dir, ignore_errors=True)
     load1 = os.getloadavg()
-    command = ["bench/run_all.py"] + (["--quick"] if args.quick else []) + (
-        ["--only", args.only] if args.only else []) + (["--work-tree"] if args.work_tree else []) + (
-        ["--dev-venv"] if args.dev_venv else [])
+    command = (
+        ["bench/run_all.py"]
+        + (["--quick"] if args.quick else [])
+        + (["--only", args.only] if args.only else [])
+        + (["--work-tree"] if args.work_tree else [])
+        + (["--dev-venv"] if args.dev_venv else [])
+    )
 
     head = [
         f"**{started}**{' — ' + args.label if args.label else ''}",

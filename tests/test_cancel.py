@@ -236,9 +236,7 @@ def test_group_members_are_the_live_ones_after_the_leader_exits(tmp_path):
     from tests.conftest import gone_or_zombie
 
     pidfile = tmp_path / "child.pid"
-    leader = subprocess.Popen(
-        ["sh", "-c", f'sleep 600 & echo $! > "{pidfile}"; exit 0'], process_group=0
-    )
+    leader = subprocess.Popen(["sh", "-c", f'sleep 600 & echo $! > "{pidfile}"; exit 0'], process_group=0)
     try:
         child = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the child"))
         wait_until(lambda: gone_or_zombie(leader.pid), what="the leader to exit")

@@ -32,8 +32,14 @@ class Logs:
         return EventLog(self.log_dir, max_bytes, backups)
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "job-logs"), *args], env=self.env, cwd=self.root,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [str(BIN / "job-logs"), *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 def job(job_id: int, attempt: int = 1) -> SimpleNamespace:
@@ -51,8 +57,15 @@ def logs(tmp_path) -> Logs:
     log.emit("started", job=job(1), message="job 1 attempt 1 of 1 started")
     log.emit("succeeded", job=job(1), message="job 1 succeeded", duration=0.5)
     log.emit("queued", job=job(2), message="job 2 queued")
-    log.emit("attempt_failed", level="ERROR", job=job(2), message="job 2 attempt 1 failed: division by zero",
-             exception="ZeroDivisionError", error="division by zero", traceback=TB)
+    log.emit(
+        "attempt_failed",
+        level="ERROR",
+        job=job(2),
+        message="job 2 attempt 1 failed: division by zero",
+        exception="ZeroDivisionError",
+        error="division by zero",
+        traceback=TB,
+    )
     log.emit("retry_scheduled", level="WARNING", job=job(2), message="job 2 will retry in 1s")
     log.close()
     return logs
@@ -76,15 +89,24 @@ def test_json_output(logs):
     proc = logs.run("--json")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [r["event"] for r in records] == ["queued", "started", "succeeded", "queued", "attempt_failed",
-                                             "retry_scheduled"]
+    assert [r["event"] for r in records] == [
+        "queued",
+        "started",
+        "succeeded",
+        "queued",
+        "attempt_failed",
+        "retry_scheduled",
+    ]
     assert records[4]["traceback"] == TB and records[0]["params"] == [5]
 
 
 def test_job_id_errors_and_level(logs):
     proc = logs.run("2", "--json")
     assert [json.loads(line)["event"] for line in proc.stdout.splitlines()] == [
-        "queued", "attempt_failed", "retry_scheduled"]
+        "queued",
+        "attempt_failed",
+        "retry_scheduled",
+    ]
     proc = logs.run("--errors", "--json")
     assert [json.loads(line)["event"] for line in proc.stdout.splitlines()] == ["attempt_failed"]
     proc = logs.run("--level", "warning", "--json")
@@ -99,8 +121,18 @@ def test_since(tmp_path):
     now = datetime.now(UTC)
     for hours, message in ((30, "day old"), (3, "three hours"), (0.1, "just now")):
         ts = utc_iso((now - timedelta(hours=hours)).timestamp())
-        log.write({"ts": ts, "level": "INFO", "event": "started", "job_id": 1, "class": "c", "method": "m",
-                   "attempt": 1, "message": message})
+        log.write(
+            {
+                "ts": ts,
+                "level": "INFO",
+                "event": "started",
+                "job_id": 1,
+                "class": "c",
+                "method": "m",
+                "attempt": 1,
+                "message": message,
+            }
+        )
     log.close()
 
     def messages(*args):
@@ -114,13 +146,17 @@ def test_since(tmp_path):
     iso = (now - timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert messages("--since", iso) == ["three hours", "just now"]
     assert messages("--since", (now - timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%S")) == [
-        "three hours", "just now"]
+        "three hours",
+        "just now",
+    ]
 
 
 def test_bad_arguments_exit_2_and_say_what_to_do(logs):
     proc = logs.run("--since", "last tuesday")
     assert proc.returncode == 2
-    assert "--since" in proc.stderr and "duration like 10m" in proc.stderr and "job-logs --help" in proc.stderr
+    assert (
+        "--since" in proc.stderr and "duration like 10m" in proc.stderr and "job-logs --help" in proc.stderr
+    )
     proc = logs.run("--level", "loud")
     assert proc.returncode == 2 and "use one of INFO, WARNING, ERROR" in proc.stderr
     proc = logs.run("notanumber")
@@ -139,8 +175,15 @@ def test_missing_log_and_bad_lines(tmp_path):
     proc = logs.run()
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
     logs.log_dir.mkdir()
-    good = json.dumps({"ts": "2026-11-28T16:00:00.000Z", "level": "INFO", "event": "started", "job_id": 1,
-                       "message": "fine"})
+    good = json.dumps(
+        {
+            "ts": "2026-11-28T16:00:00.000Z",
+            "level": "INFO",
+            "event": "started",
+            "job_id": 1,
+            "message": "fine",
+        }
+    )
     (logs.log_dir / MAIN_LOG).write_bytes(
         b"\xff junk\n" + good.encode() + b"\n[1]\n" + good.encode()[:10]  # the last line is torn
     )
@@ -156,8 +199,9 @@ def test_does_not_import_pandas(logs):
         "heavy = [m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules]; "
         "assert not heavy, heavy; sys.exit(rc)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], env=logs.env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=logs.env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 6
 
@@ -166,9 +210,14 @@ class Follower:
     """job-logs --follow in the background, its output collected line by line."""
 
     def __init__(self, logs: Logs, *args: str) -> None:
-        self.proc = subprocess.Popen([str(BIN / "job-logs"), "--follow", "--interval", "0.05", *args],
-                                     env=logs.env, cwd=logs.root, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "job-logs"), "--follow", "--interval", "0.05", *args],
+            env=logs.env,
+            cwd=logs.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -178,8 +227,11 @@ class Follower:
             self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, text: str, count: int = 1) -> None:
-        wait_until(lambda: sum(text in line for line in self.lines) >= count, 20,
-                   what=f"{text!r} in job-logs --follow output")
+        wait_until(
+            lambda: sum(text in line for line in self.lines) >= count,
+            20,
+            what=f"{text!r} in job-logs --follow output",
+        )
 
     def stop(self, sig: int) -> int:
         self.proc.send_signal(sig)

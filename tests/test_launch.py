@@ -409,10 +409,29 @@ def test_core_does_not_import_pandas_or_streamlit(project):
 # Modules the hot paths (job-run, job-cancel, the runner up to the job's first
 # line) must not load: each costs every launch milliseconds (docs/architecture.md,
 # "The start-up budget").
-NOT_AT_START_UP = ["pathlib", "contextlib", "zlib", "getpass", "runpy", "yaml", "traceback",
-                   "typing", "inspect", "dataclasses", "shutil", "subprocess", "asyncio", "ctypes",
-                   "pandas", "streamlit", "pyarrow",
-                   "threading", "sqlite3", "datetime"]  # fmt: skip: bgjobs.store takes their C modules
+NOT_AT_START_UP = [
+    "pathlib",
+    "contextlib",
+    "zlib",
+    "getpass",
+    "runpy",
+    "yaml",
+    "traceback",
+    "typing",
+    "inspect",
+    "dataclasses",
+    "shutil",
+    "subprocess",
+    "asyncio",
+    "ctypes",
+    "pandas",
+    "streamlit",
+    "pyarrow",
+    # bgjobs.store imports the C modules these wrap (_thread, _sqlite3); sqlite3 imports datetime
+    "threading",
+    "sqlite3",
+    "datetime",
+]
 PROBE = """
 import sys
 
@@ -433,8 +452,11 @@ def test_start_up_imports_stay_lean(project):
     at_start = set(project.python("import sys; print(' '.join(sys.modules))").stdout.split())
     ours = [name for name in NOT_AT_START_UP if name not in at_start]
     # The runner, as a job sees it on its first line (the attempt is the runner's fork).
-    job_id = int(project.cli("job-run", "testjobs.probe.Probe", "loaded",
-                             f"--params={json.dumps(ours)}", check=True).stdout)
+    job_id = int(
+        project.cli(
+            "job-run", "testjobs.probe.Probe", "loaded", f"--params={json.dumps(ours)}", check=True
+        ).stdout
+    )
     job = project.wait_final(job_id)
     assert job.status.value == "succeeded", job.error
     assert json.loads(job.result) == []
@@ -510,7 +532,9 @@ def test_job_run_hands_its_job_to_a_spare_runner_with_a_bare_argv(project):
 def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
     marker = tmp_path / "starts.jsonl"
     before = time.time()
-    proc = project.cli("job-run", "testjobs.tasks.Tasks", "record_start", f"--params={marker}", "--delay=1", check=True)
+    proc = project.cli(
+        "job-run", "testjobs.tasks.Tasks", "record_start", f"--params={marker}", "--delay=1", check=True
+    )
     job_id = int(proc.stdout)
     # The spare finds nothing due, dispatches (which starts the waker) and exits.
     wait_until(lambda: _status(project, job_id) == "succeeded", 15, what="the delayed job to run")
@@ -536,9 +560,7 @@ def test_a_runner_never_has_a_thread_when_it_forks(project):
     job_id = project.submit("sleep", 30, max_retries=0)
     job = wait_until(lambda: (j := project.job(job_id)).pid and j, what="the attempt to start")
     runner = psutil.Process(job.runner_pid)  # recorded by the runner itself with the attempt
-    wait_until(
-        lambda: any(WAKER_CODE in p.cmdline() for p in project.processes()), what="the watchdog waker"
-    )
+    wait_until(lambda: any(WAKER_CODE in p.cmdline() for p in project.processes()), what="the watchdog waker")
     assert runner.num_threads() == 1
     api.cancel_job(job_id, grace=0.5, config=project.config_path)
 

@@ -54,18 +54,25 @@ for seq in range(n):
 
 def traceback_of(writer: int) -> str:
     return "Traceback (most recent call last):\n" + "".join(
-        f'  File "/srv/jobs/w{writer}.py", line {i}, in step_{i}\n    raise_it(batch[{i}])\n' for i in range(400)
+        f'  File "/srv/jobs/w{writer}.py", line {i}, in step_{i}\n    raise_it(batch[{i}])\n'
+        for i in range(400)
     )
 
 
-def start_writers(log_dir: Path, writers: int, n: int, max_bytes: int, backups: int) -> list[subprocess.Popen]:
+def start_writers(
+    log_dir: Path, writers: int, n: int, max_bytes: int, backups: int
+) -> list[subprocess.Popen]:
     """Start the writer processes, and release them all at once."""
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(log_dir), str(w), str(n), str(max_bytes), str(backups)])
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(log_dir), str(w), str(n), str(max_bytes), str(backups)]
+        )
         for w in range(writers)
     ]
-    wait_until(lambda: all((log_dir / f"ready-{w}").exists() for w in range(writers)), 30, what="writers ready")
+    wait_until(
+        lambda: all((log_dir / f"ready-{w}").exists() for w in range(writers)), 30, what="writers ready"
+    )
     (log_dir / "go").touch()
     return procs
 
@@ -98,10 +105,25 @@ def test_round_trip(tmp_path):
     log = EventLog(tmp_path)
     written = [
         log.emit("queued", job=job(), message="queued", params=[5, True, "x"], source="cli"),
-        log.emit("rejected", level="ERROR", message="no such class", class_path="jobs.Nope", method="run",
-                 exception="RejectedError", error="no such class", traceback=None),
-        log.emit("attempt_failed", level="ERROR", job=job(), message="boom ✓", exception="ValueError",
-                 error="boom", traceback="Traceback (most recent call last):\n  ...\nValueError: boom\n"),
+        log.emit(
+            "rejected",
+            level="ERROR",
+            message="no such class",
+            class_path="jobs.Nope",
+            method="run",
+            exception="RejectedError",
+            error="no such class",
+            traceback=None,
+        ),
+        log.emit(
+            "attempt_failed",
+            level="ERROR",
+            job=job(),
+            message="boom ✓",
+            exception="ValueError",
+            error="boom",
+            traceback="Traceback (most recent call last):\n  ...\nValueError: boom\n",
+        ),
     ]
     log.close()
     records, bad = read_records(tmp_path / MAIN_LOG)
@@ -213,8 +235,12 @@ def append(path: Path, data: bytes) -> None:
 
 
 def rec(seq: int, **extra) -> bytes:
-    return (json.dumps({"ts": "2026-11-28T16:00:00.000Z", "level": "INFO", "event": "started", "seq": seq,
-                        **extra}) + "\n").encode()
+    return (
+        json.dumps(
+            {"ts": "2026-11-28T16:00:00.000Z", "level": "INFO", "event": "started", "seq": seq, **extra}
+        )
+        + "\n"
+    ).encode()
 
 
 def seqs(records: list[dict]) -> list[int]:

@@ -60,16 +60,40 @@ def test_missing_and_empty_files_have_the_fixed_columns(tmp_path):
 def test_round_trip_with_eventlog(tmp_path):
     log = EventLog(tmp_path)
     written = [
-        log.emit("queued", job=job(3), message="queued", params=[5, True, "x"], priority=2, source="cli",
-                 user="ann", run_after="2026-11-28T16:22:15.123Z"),
+        log.emit(
+            "queued",
+            job=job(3),
+            message="queued",
+            params=[5, True, "x"],
+            priority=2,
+            source="cli",
+            user="ann",
+            run_after="2026-11-28T16:22:15.123Z",
+        ),
         log.emit("started", job=job(3), message="started", pid=4242),
-        log.emit("attempt_failed", level="ERROR", job=job(3), message="attempt 1 failed: boom",
-                 exception="ValueError", error="boom", traceback="Traceback...\nValueError: boom\n",
-                 exit_code=1, exit_signal=None),
+        log.emit(
+            "attempt_failed",
+            level="ERROR",
+            job=job(3),
+            message="attempt 1 failed: boom",
+            exception="ValueError",
+            error="boom",
+            traceback="Traceback...\nValueError: boom\n",
+            exit_code=1,
+            exit_signal=None,
+        ),
         log.emit("retry_scheduled", level="WARNING", job=job(3), message="retry", delay=0.5),
         log.emit("succeeded", job=job(3, 2), message="done", duration=1.25, result='"ok"', custom_key="x"),
-        log.emit("rejected", level="ERROR", message="no", class_path="jobs.Nope", method="run",
-                 exception="RejectedError", error="no", traceback=None),
+        log.emit(
+            "rejected",
+            level="ERROR",
+            message="no",
+            class_path="jobs.Nope",
+            method="run",
+            exception="RejectedError",
+            error="no",
+            traceback=None,
+        ),
     ]
     log.close()
     df = read_log(tmp_path / MAIN_LOG)
@@ -126,7 +150,9 @@ def test_a_bad_line_in_a_big_chunk_costs_only_its_neighbours(tmp_path, monkeypat
     append(path, b"".join(lines))
     slow = []
     real = logtable.parse_lines
-    monkeypatch.setattr(logtable, "parse_lines", lambda data, good: slow.append(len(data)) or real(data, good))
+    monkeypatch.setattr(
+        logtable, "parse_lines", lambda data, good: slow.append(len(data)) or real(data, good)
+    )
     df = read_log(path)
     assert df.attrs["bad_lines"] == 1 and len(df) == 19_999 and 12_345 not in set(df["seq"])
     assert len(slow) == 1 and slow[0] <= logtable.LEAF
@@ -134,13 +160,18 @@ def test_a_bad_line_in_a_big_chunk_costs_only_its_neighbours(tmp_path, monkeypat
 
 def test_values_of_odd_types_fall_back_without_loss(tmp_path):
     path = tmp_path / "log"
-    append(path, b"".join([
-        rec(1, params=[2, True, "x"]),  # mixed list: pyarrow refuses it
-        rec(2, params=[5]),
-        rec(3, job_id="seven", level=5, duration="slow", message=7, ts="not a time"),
-        rec(4, extra={"nested": [1, {"a": None}]}),
-        rec(5, message="\udcff bytes", note="\udcfe"),
-    ]))
+    append(
+        path,
+        b"".join(
+            [
+                rec(1, params=[2, True, "x"]),  # mixed list: pyarrow refuses it
+                rec(2, params=[5]),
+                rec(3, job_id="seven", level=5, duration="slow", message=7, ts="not a time"),
+                rec(4, extra={"nested": [1, {"a": None}]}),
+                rec(5, message="\udcff bytes", note="\udcfe"),
+            ]
+        ),
+    )
     df = read_log(path)
     check_dtypes(df)
     assert list(df["seq"]) == [1, 2, 3, 4, 5] and df.attrs["bad_lines"] == 0
@@ -156,7 +187,7 @@ def test_unknown_keys_are_kept_as_columns(tmp_path):
     path = tmp_path / "log"
     append(path, rec(1, host="a", shard=3) + rec(2, ratio=0.5) + rec(3, shard=4, flag=True))
     df = read_log(path)
-    assert list(df.columns[len(COLUMNS):]) == ["flag", "host", "ratio", "seq", "shard"]
+    assert list(df.columns[len(COLUMNS) :]) == ["flag", "host", "ratio", "seq", "shard"]
     assert df["shard"].dtype == "Int64" and list(df["shard"].fillna(0)) == [3, 0, 4]
     assert df["host"].tolist()[0] == "a"
 
@@ -285,13 +316,33 @@ def sample(tmp_path: Path) -> pd.DataFrame:
     lines = []
 
     def add(ts, level, event, job_id, cls, **extra):
-        lines.append(json.dumps({"ts": ts, "level": level, "event": event, "job_id": job_id, "class": cls,
-                                 "method": "run", "attempt": 1, "message": f"{event} {job_id}", **extra}))
+        lines.append(
+            json.dumps(
+                {
+                    "ts": ts,
+                    "level": level,
+                    "event": event,
+                    "job_id": job_id,
+                    "class": cls,
+                    "method": "run",
+                    "attempt": 1,
+                    "message": f"{event} {job_id}",
+                    **extra,
+                }
+            )
+        )
 
     add("2026-11-28T10:05:00.000Z", "INFO", "queued", 1, "jobs.A")
     add("2026-11-28T10:06:00.000Z", "INFO", "succeeded", 1, "jobs.A", duration=2.5)
-    add("2026-11-28T10:10:00.000Z", "ERROR", "attempt_failed", 2, "jobs.B", error="Disk Full",
-        traceback="Traceback\nOSError: disk full\n")
+    add(
+        "2026-11-28T10:10:00.000Z",
+        "ERROR",
+        "attempt_failed",
+        2,
+        "jobs.B",
+        error="Disk Full",
+        traceback="Traceback\nOSError: disk full\n",
+    )
     add("2026-11-28T12:01:00.000Z", "ERROR", "timed_out", 2, "jobs.B", error="timed out")
     add("2026-11-28T12:02:00.000Z", "ERROR", "failed", 2, "jobs.B", duration=60.0)
     add("2026-11-28T12:30:00.000Z", "WARNING", "cancelled", 3, "jobs.A", duration=1.0)
@@ -323,8 +374,11 @@ def test_filter_logs(tmp_path):
 def test_events_per_hour(tmp_path):
     counts = events_per_hour(sample(tmp_path))
     assert counts.index.name == "hour" and list(counts.columns) == ["succeeded", "failed", "cancelled"]
-    assert [str(h) for h in counts.index] == ["2026-11-28 10:00:00+00:00", "2026-11-28 11:00:00+00:00",
-                                              "2026-11-28 12:00:00+00:00"]
+    assert [str(h) for h in counts.index] == [
+        "2026-11-28 10:00:00+00:00",
+        "2026-11-28 11:00:00+00:00",
+        "2026-11-28 12:00:00+00:00",
+    ]
     assert counts.to_dict("list") == {"succeeded": [1, 0, 1], "failed": [0, 0, 1], "cancelled": [0, 0, 1]}
     assert len(events_per_hour(read_log(tmp_path / "none.log"))) == 0
 
