@@ -30,6 +30,7 @@ _EXPORTS = {
     "NoSuchJob": "errors",
     "AlreadyFinal": "errors",
     "CancelInProgress": "errors",
+    "WaitTimeout": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

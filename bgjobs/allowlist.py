@@ -260,7 +260,7 @@ def coerce_params(cls: type, raw, class_path: str, method: str, values: list) ->
             want = f"at least {len(required)}"
         raise RejectedError(
             f"{class_path}.{method} takes {want} params ({names}); got {len(values)}; "
-            f"pass one --params=VALUE per param",
+            f"give one value per param, in order (with job-run, one --params=VALUE each)",
             field="params",
         )
     varargs = next((p for p in params if p.kind == VAR_POSITIONAL), None)

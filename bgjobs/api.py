@@ -80,7 +80,10 @@ def wait_for(job_id: int, *, timeout: float | None = None, config: _ConfigArg = 
             return job
         now = time.monotonic()
         if deadline is not None and now >= deadline:
-            raise WaitTimeout(f"job {job_id} is still {job.status.value} after {timeout:g}s")
+            raise WaitTimeout(
+                f"job {job_id} is still {job.status.value} after {timeout:g}s and runs on; "
+                f"see it with `job-status {job_id}`, stop it with `job-cancel {job_id}`"
+            )
         if now - last_dispatch > 1.0:
             launcher.dispatch(rt)  # settle a lost runner, start a due retry
             last_dispatch = now

@@ -141,7 +141,13 @@ def _read_yaml(file: str) -> object:
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: malformed YAML: {exc}") from None
+        # One line, at the spot: PyYAML's own text spans lines and names "<unicode string>".
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
+        context = getattr(exc, "context", None)
+        detail = f"{what} ({context})" if context else what
+        raise ConfigError(f"{file}{where}: malformed YAML: {detail}; fix the YAML there") from None
 
 
 # Parsing YAML means importing PyYAML, which costs more than the rest of a

@@ -11,6 +11,8 @@ import signal
 import time
 from collections import namedtuple
 
+SIGNALLED = "job cancelled (signal {})"  # a JobCancelled raised for the signal, not by the job
+
 
 class JobCancelled(BaseException):
     """Raised in the job's main thread when the job is cancelled (SIGTERM).
@@ -100,7 +102,7 @@ def _on_sigterm(signum, frame) -> None:
     first = not _cancelled
     _cancelled = True
     if first and _raise_on_cancel:
-        raise JobCancelled(f"job cancelled (signal {signum})")
+        raise JobCancelled(SIGNALLED.format(signum))
 
 
 def enter(ctx: JobContext, store, *, cooperative: bool) -> None:

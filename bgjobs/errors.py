@@ -62,4 +62,6 @@ class CancelInProgress(BgjobsError):
 
 
 class WaitTimeout(BgjobsError):
+    """wait_for() gave up before the job was final; the job itself runs on."""
+
     exit_code = EXIT_TIMEOUT

@@ -18,6 +18,7 @@ import sys
 import time
 
 from . import procs, spawner
+from .context import SIGNALLED
 from .job import Job
 from .recovery import log_cancelled, log_next_step
 from .runtime import Runtime, open_runtime
@@ -228,7 +229,14 @@ class Runner:
         if info.get("ok"):
             return self._succeeded(job, info.get("result"))
         if stop == "cancel":
-            return self._cancelled(job, "cancelled", exit_code, exit_signal)
+            why = "cancelled"
+            if info.get("exception") == "JobCancelled" and info.get("error") not in (
+                None,
+                "JobCancelled",
+                SIGNALLED.format(signal.SIGTERM),
+            ):
+                why = f"cancelled: {info['error']}"  # the job's own word, e.g. where its loop stopped
+            return self._cancelled(job, why, exit_code, exit_signal)
         if stop == "timeout":
             info = {
                 "exception": "TimeoutError",

@@ -34,7 +34,8 @@ def test_cancel_kills_the_jobs_own_children(project, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"job {job_id} cancelled" in proc.stdout
     job = project.wait_final(job_id)
-    assert job.status.value == "cancelled"
+    assert job.status.value == "cancelled" and job.error == "cancelled"
+    assert "  error      cancelled\n" in project.cli("job-status", str(job_id), check=True).stdout
     wait_until(lambda: not _alive(grandchild), timeout=5, what="the grandchild sleep to die")
     events = project.events(job_id)
     assert events[-2:] == ["cancel_requested", "cancelled"]
@@ -72,6 +73,9 @@ def test_cooperative_job_stops_at_its_own_check(project, tmp_path):
     wait_until(ready.exists, what="the loop to start")
     result = api.cancel_job(job_id, config=project.config_path)
     assert result.cancelled and sentinel.read_text() == "stopped cleanly"
+    assert result.job.error == "cancelled: stopped"  # the job's own word is kept
+    detail = project.cli("job-status", str(job_id), check=True).stdout
+    assert "  error      cancelled: stopped\n" in detail
 
 
 def test_cancel_queued_job_never_runs(project, tmp_path):

@@ -37,6 +37,19 @@ def test_wait_exit_codes_and_json(project):
     assert "failed" in bad.stdout
 
 
+def test_wait_timeout_gives_up_with_exit_6_and_the_job_runs_on(project):
+    slow = project.cli(
+        "job-run", "testjobs.tasks.Tasks", "sleep", "--params=30", "--wait", "--wait-timeout=0.3"
+    )
+    assert slow.returncode == 6, slow.stderr
+    assert slow.stderr.count("\n") == 1 and "runs on" in slow.stderr and "job-cancel" in slow.stderr
+    job_id = int(slow.stderr.split()[2])  # "error: job N is still ..."
+    assert project.wait_status(job_id, "running").status.value == "running"
+    project.cli("job-cancel", str(job_id), check=True)
+    misuse = project.cli("job-run", "testjobs.tasks.Tasks", "ok", "--wait-timeout=5")
+    assert misuse.returncode == 2 and misuse.stderr.count("\n") == 1 and "--wait" in misuse.stderr
+
+
 def test_python_api_with_class_object(project):
     from testjobs.tasks import Tasks
 
@@ -263,7 +276,7 @@ def test_per_class_overrides(project):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("max_retries: [1\n", "malformed YAML"),
+        ("max_retries: [1\n", "line 2 column 1: malformed YAML: did not find expected ',' or ']'"),
         ("retry_delay: -1\n", "'retry_delay'"),
         ("retry_delay: .nan\n", "'retry_delay'"),
         ("retry_delay: fast\n", "'retry_delay'"),
@@ -280,6 +293,7 @@ def test_bad_config_exits_2_naming_file_and_key(project, text, message):
         proc = project.cli(*cmd)
         assert proc.returncode == 2
         assert str(project.config_path) in proc.stderr and message in proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr  # one line, like every refusal
     assert not (project.root / "state" / "jobs.sqlite3").exists()
 
 

@@ -26,7 +26,7 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_NO_JOB}  no such job
   {EXIT_ALREADY_FINAL}  the job was already final (job-cancel)
   {EXIT_CANCEL_IN_PROGRESS}  another cancel of the job won the race (job-cancel)
-  {EXIT_TIMEOUT}  gave up waiting
+  {EXIT_TIMEOUT}  gave up waiting (job-run --wait-timeout)
 """
 
 
@@ -58,7 +58,8 @@ class Parser(argparse.ArgumentParser):
         )
 
     def error(self, message: str) -> None:
-        self.print_usage(sys.stderr)
+        # One line, like every other refusal: the usage block of a command with
+        # a dozen options would bury it; --help has it all.
         print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 

@@ -48,6 +48,12 @@ def build_parser() -> Parser:
     p.add_argument(
         "--wait", action="store_true", help="wait until the job is final; exit 0 if it succeeded, 1 if not"
     )
+    p.add_argument(
+        "--wait-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --wait: give up after this long and exit 6 (the job runs on)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -58,7 +64,10 @@ def main(argv: list[str] | None = None, spare=None) -> int:
     from ..errors import EXIT_JOB_FAILED, EXIT_OK
     from .common import local_user, print_json, run
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.wait_timeout is not None and not (args.wait and args.wait_timeout >= 0):
+        parser.error("--wait-timeout needs --wait and a number of seconds >= 0")
 
     def body() -> int:
         from .. import api
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None, spare=None) -> int:
 
             spare.hand_over(open_runtime(args.config))
         if args.wait:
-            job = api.wait_for(job.id, config=args.config)
+            job = api.wait_for(job.id, timeout=args.wait_timeout, config=args.config)
         if args.json:
             print_json(job.to_dict())
         elif args.wait:

@@ -100,7 +100,7 @@ def describe(job: Job) -> str:
     if job.duration is not None:
         lines.append(f"  took       {job.duration:.3f}s")
     if job.error:
-        lines.append(f"  error      {job.exception or ''}: {job.error}")
+        lines.append(f"  error      {f'{job.exception}: ' if job.exception else ''}{job.error}")
     if job.result:
         lines.append(f"  result     {job.result}")
     if job.cancel_source:
