@@ -37,3 +37,14 @@ def test_quick_start_has_exactly_two_commands():
     commands = [line for line in block.splitlines() if line.strip()]
     assert commands == ["python3 dev.py start", "python3 dev.py test"]
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("python3 dev.py test")
+
+
+def test_the_library_example_runs_as_printed(project):
+    """The README's "As a library" block, verbatim, in a throwaway project that
+    allows the example job: it must run to the end and print what it says."""
+    block = README.split("## As a library", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    project.write_config(allowed_classes=["jobs.example.ExampleJob"])
+    proc = project.python(block, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    expected = [line.split("# ", 1)[1] for line in block.splitlines() if line.startswith("print(")]
+    assert proc.stdout.splitlines() == [e.split(" (", 1)[0] for e in expected]
