@@ -192,11 +192,16 @@ class Project:
         return found
 
     def kill_all(self) -> None:
+        """SIGKILL every process of the project; return once each has exited
+        (a signalled process is still running for a moment after the kill)."""
+        killed = []
         for proc in self.processes():
             try:
                 proc.send_signal(signal.SIGKILL)
+                killed.append(proc.pid)
             except psutil.NoSuchProcess:
                 pass
+        wait_until(lambda: all(map(gone_or_zombie, killed)), timeout=10, what="the killed processes to exit")
 
 
 @pytest.fixture
