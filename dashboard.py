@@ -14,13 +14,13 @@ viewer = auth.gate()  # until the viewer is signed in, only a login form is show
 cfg = common.load_config_or_stop()
 logdata.warm_up(cfg.main_log, cfg.errors_log)  # big logs are parsed before anyone asks
 
-page = st.navigation(
-    [
-        st.Page(common.page_path("jobs"), title="Jobs", icon=":material/list_alt:", default=True),
-        st.Page(common.page_path("launch"), title="Launch", icon=":material/rocket_launch:"),
-        st.Page(common.page_path("logs"), title="Logs", icon=":material/receipt_long:"),
-        st.Page(common.page_path("config"), title="Config", icon=":material/settings:"),
-    ]
-)
+pages = [
+    st.Page(common.page_path("jobs"), title="Jobs", icon=":material/list_alt:", default=True),
+    st.Page(common.page_path("launch"), title="Launch", icon=":material/rocket_launch:"),
+    st.Page(common.page_path("logs"), title="Logs", icon=":material/receipt_long:"),
+    st.Page(common.page_path("config"), title="Config", icon=":material/settings:"),
+]
+page = st.navigation(pages)
+auth.open_wanted_page(pages)  # a link opened before the sign-in goes where it pointed
 auth.sidebar(viewer)
 page.run()

@@ -259,6 +259,18 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
         expect(page.get_by_text(re.compile(r"records match")).first).to_be_visible()
         expect(page.locator('[data-testid="stDataFrame"]').first).to_contain_text("attempt_failed")
 
+        # Select the newest error: the records that follow must not move the selection.
+        box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+        page.mouse.click(box["x"] + 15, box["y"] + ROW_PX + ROW_PX / 2)
+        held = page.get_by_text(re.compile(r"holds still while a row is selected \(\d+ of"))
+        held.wait_for()
+        matching = int(re.search(r"\((\d+) of", held.inner_text()).group(1))
+        record = page.get_by_text(re.compile(r"^\S+ · ERROR · job \d+ · attempt")).first
+        picked = record.inner_text()
+        proj.submit("run", "later", cls="jobs.demo.AlwaysFails")  # new errors, newest first
+        expect(held).not_to_have_text(re.compile(rf"\({matching} of"), timeout=TIMEOUT_MS)
+        assert record.inner_text() == picked
+
         # The dashboard started runners (through the api); none is left a zombie.
         wait_until(
             lambda: not zombie_children(server.pid), timeout=15, what="the dashboard to reap its children"
@@ -272,7 +284,7 @@ def test_password_gate_in_the_browser(browser_project, page, tmp_path):
 
     url, _, stop = _start_server(browser_project, tmp_path, password="correct horse")
     try:
-        page.goto(f"{url}/logs")
+        page.goto(f"{url}/logs?logs_tab=Errors")  # a link someone shared
         box = page.get_by_label("Password", exact=True)
         box.wait_for()
         expect(page.get_by_role("heading", name="Logs")).to_have_count(0)
@@ -283,5 +295,8 @@ def test_password_gate_in_the_browser(browser_project, page, tmp_path):
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_text("Signed in with the dashboard password")).to_be_visible()
         expect(page.get_by_role("link", name="Config")).to_be_visible()
+        # The sign-in leads where the link pointed: the Logs page, on its Errors tab.
+        expect(page.get_by_role("heading", name="Logs")).to_be_visible()
+        page.wait_for_url(re.compile(r"/logs\?.*logs_tab=Errors"))
     finally:
         stop()

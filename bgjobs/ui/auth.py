@@ -16,6 +16,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
@@ -29,6 +30,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _SIGNED_IN = "_bgjobs_signed_in"  # a fingerprint of the password that was entered
 _FAILURES = "_bgjobs_login_failures"  # (count, time of the last failure)
 _MESSAGE = "_bgjobs_login_message"
+_WANTED = "_bgjobs_wanted_page"  # the page a link asked for, opened once the viewer signs in
 FREE_TRIES = 3  # wrong passwords before each next try must wait
 MAX_WAIT = 60.0
 
@@ -147,6 +149,11 @@ def _password_gate(password: str) -> Viewer:
     signed = st.session_state.get(_SIGNED_IN)
     if signed and hmac.compare_digest(signed, _fingerprint(password)):
         return Viewer("admin", "password")
+    if _WANTED not in st.session_state:
+        # The login screen runs before st.navigation, so Streamlit forgets the
+        # page in the address (/logs?...): remember it for after the sign-in.
+        path = urlsplit(st.context.url or "").path.rstrip("/")
+        st.session_state[_WANTED] = path.rsplit("/", 1)[-1]
     _login_frame()
     with st.form("login_form", clear_on_submit=True):
         st.text_input("Password", type="password", key="login_password")
@@ -155,6 +162,14 @@ def _password_gate(password: str) -> Viewer:
     if message:
         st.error(message)
     st.stop()
+
+
+def open_wanted_page(pages: list) -> None:
+    """After a sign-in, go to the page the viewer's link named (with its query)."""
+    wanted = st.session_state.pop(_WANTED, None)
+    for page in pages:
+        if wanted and page.url_path == wanted:
+            st.switch_page(page, query_params=st.query_params.to_dict())
 
 
 def _sign_out() -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from bgjobs.job import Status
-from bgjobs.ui.common import STATUS_CSS
+from bgjobs.ui.common import STATUS_CSS, browser_timezone
 
 MAX_BARS = 24 * 21  # beyond three weeks of hours, show days
 HEIGHT = 260
@@ -33,7 +33,7 @@ def events_per_hour(counts: pd.DataFrame, *, key: str) -> None:
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("time:T", title=f"{unit} (UTC)"),
+            x=alt.X("time:T", title=f"{unit} ({browser_timezone()})"),  # Vega draws in the browser's zone
             y=alt.Y("sum(events):Q", title=f"events per {unit}"),
             color=alt.Color(
                 "outcome:N",
@@ -65,7 +65,9 @@ def failure_rate(table: pd.DataFrame, *, key: str) -> None:
         .encode(x="rate:Q", text=alt.Text("label:N"))
         .transform_calculate(label="format(datum.rate, '.0%') + ' of ' + datum.attempts")
     )
-    st.altair_chart((bars + labels).properties(height=40 + 30 * len(data)), key=key)
+    # A fixed step per class: a height computed from the row count left too little
+    # room once the axis took its share, and the bars ran into each other.
+    st.altair_chart((bars + labels).properties(height=alt.Step(34)), key=key)
 
 
 def duration_bins(seconds: pd.Series, bins: int = 30) -> pd.DataFrame:
@@ -102,7 +104,7 @@ def durations(hist: pd.DataFrame, *, key: str) -> None:
         .encode(
             x=alt.X("start:Q", title="seconds (log scale)" if log else "seconds", scale=scale),
             x2="end:Q",
-            y=alt.Y("jobs:Q", title="jobs"),
+            y=alt.Y("jobs:Q", title="jobs", axis=alt.Axis(tickMinStep=1, format="d")),  # no "0.5 jobs"
             y2=alt.datum(0),
             tooltip=[alt.Tooltip("start:Q", format=".3g"), alt.Tooltip("end:Q", format=".3g"), "jobs:Q"],
         )

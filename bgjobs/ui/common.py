@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 
@@ -133,26 +134,32 @@ def time_range_input(key: str, default: str = "All time") -> tuple[float | None,
         return None, None
     if span != "custom":
         return time.time() - span, None
-    today = date.today()
+    zone = viewer_zone()
+    today = datetime.now(zone).date()
     picked = st.date_input(
-        "From / to (UTC)",
+        f"From / to ({zone.key})",
         value=(today - timedelta(days=1), today),
         key=f"{key}_dates",
         persist_state="session",
     )
     if not isinstance(picked, (tuple, list)) or not picked:
         return None, None
-    start = datetime.combine(picked[0], dtime.min, UTC).timestamp()
-    end = datetime.combine(picked[-1], dtime.max, UTC).timestamp()
+    start = datetime.combine(picked[0], dtime.min, zone).timestamp()
+    end = datetime.combine(picked[-1], dtime.max, zone).timestamp()
     return start, end
 
 
 def browser_timezone() -> str:
     """The viewer's timezone (from the browser), for showing times; UTC if unknown."""
+    return viewer_zone().key
+
+
+def viewer_zone() -> ZoneInfo:
+    """The viewer's timezone: every time on every page is shown in it (UTC if unknown)."""
     try:
-        return st.context.timezone or "UTC"
-    except Exception:  # no browser context (a bare script run)
-        return "UTC"
+        return ZoneInfo(st.context.timezone or "UTC")
+    except Exception:  # no browser context (a bare script run), or a name this system lacks
+        return ZoneInfo("UTC")
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -171,10 +178,16 @@ def fmt_duration(seconds: float | None) -> str:
 def fmt_time(ts: float | None) -> str:
     if ts is None:
         return "—"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    zone = viewer_zone()
+    return f"{datetime.fromtimestamp(ts, zone):%Y-%m-%d %H:%M:%S} {zone.key}"
 
 
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()#+-.!|<>~:$"})
+
+
+def count(n: int, noun: str) -> str:
+    """`1 job`, `2 jobs`, `1,000 rows`."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def md(text: object) -> str:

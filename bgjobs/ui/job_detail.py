@@ -175,12 +175,20 @@ def _retry(cfg: Config, job_id: int) -> None:
     st.session_state[_FLASH] = ("success", f"Job {job_id} launched again as job {new.id}.")
 
 
+def _attempt(job: Job) -> str:
+    """The attempt number; a job claimed by its runner, whose attempt has not
+    started yet (for a moment after a launch or a retry), is `1 (starting)`."""
+    if job.status.value == "running" and job.started_at is None:
+        return f"{job.attempt + 1} (starting)"
+    return str(job.attempt)
+
+
 def _facts(job: Job) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown(
             f"**Class** `{job.class_path}` · **method** `{job.method}`  \n"
-            f"**Attempt** {job.attempt} of {job.max_attempts} · **priority** {job.priority} · "
+            f"**Attempt** {_attempt(job)} of {job.max_attempts} · **priority** {job.priority} · "
             f"**timeout** {f'{job.timeout:g} s' if job.timeout else 'none'}  \n"
             f"**Launched by** {common.md(job.user or '—')} via {common.md(job.source or '—')}"
             + (f" · **retry of** job {job.retry_of}" if job.retry_of else "")
@@ -205,7 +213,8 @@ def _facts(job: Job) -> None:
         if job.result is not None:
             st.markdown(f"**Result** {common.md(job.result[:500])}")
         if job.error:
-            st.markdown(f"**Error** {common.md(job.exception or '')}: {common.md(job.error[:500])}")
+            kind = f"{common.md(job.exception)}: " if job.exception else ""
+            st.markdown(f"**Error** {kind}{common.md(job.error[:500])}")
 
 
 def _records(cfg: Config, job_id: int) -> pd.DataFrame | None:

@@ -209,7 +209,7 @@ def _table(jobs: list[Job], filters: dict) -> None:
             "error": st.column_config.TextColumn("error", width="medium"),
         },
     )
-    shown = f"{len(df)} newest matching jobs" if len(df) >= filters["limit"] else f"{len(df)} jobs"
+    shown = f"{len(df)} newest matching jobs" if len(df) >= filters["limit"] else common.count(len(df), "job")
     st.caption(f"{shown}; times in {tz}. Select a row to open the job.")
 
 

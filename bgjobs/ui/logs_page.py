@@ -76,7 +76,10 @@ def _log_view(path: Path, prefix: str) -> None:
     key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in filters.items()))
     filtered = src.memo(("filter", key), lambda df: logtable.filter_logs(df, **filters))
     newest = src.memo(("newest", key, cap), lambda _df: _newest(filtered, cap))
-    _table(prefix, newest, len(filtered), len(frame), path)
+    # What the viewer chose (a relative time range's `since` moves on every run).
+    choice = [(k, v) for k, v in key if k not in ("since", "until")]
+    ranged = (st.session_state.get(f"{prefix}_range"), str(st.session_state.get(f"{prefix}_range_dates")))
+    _table(prefix, newest, len(filtered), len(frame), path, view_key=(tuple(choice), ranged, cap))
     _download(prefix, filtered, path)
     _charts(prefix, src, key, filtered)
 
@@ -84,9 +87,15 @@ def _log_view(path: Path, prefix: str) -> None:
 def _filters(prefix: str, frame: pd.DataFrame) -> tuple[dict, int]:
     """The filter row of one tab; returns filter_logs arguments and the row cap."""
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        levels = st.multiselect(
-            "Level", list(LEVELS), key=f"{prefix}_levels", placeholder="any level", persist_state="session"
-        )
+        levels = []  # the errors log holds ERROR records only: no level to choose there
+        if prefix == "main":
+            levels = st.multiselect(
+                "Level",
+                list(LEVELS),
+                key=f"{prefix}_levels",
+                placeholder="any level",
+                persist_state="session",
+            )
         events = st.multiselect(
             "Event", list(EVENTS), key=f"{prefix}_events", placeholder="any event", persist_state="session"
         )
@@ -158,7 +167,18 @@ def _newest(filtered: pd.DataFrame, cap: int) -> pd.DataFrame:
     return filtered.sort_values("ts", ascending=False, kind="stable").head(cap)
 
 
-def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Path) -> None:
+def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Path, view_key) -> None:
+    # A selection is a row position: while one is made, keep showing the rows it
+    # was made in, or each new record would shift it onto another. A new filter
+    # is a new table (a new key), with no selection.
+    table_key = f"{prefix}_table_{hash(view_key) & 0xFFFFFFFF:x}"
+    held_key = f"{prefix}_held"
+    state = st.session_state.get(table_key)
+    held = st.session_state.get(held_key)
+    paused = bool(state and state.selection.rows) and held is not None and held[0] == table_key
+    if paused:
+        newest = held[1]
+    st.session_state[held_key] = (table_key, newest)
     if newest.empty:
         st.info("No record matches these filters." if total else f"`{path.name}` is empty.")
         return
@@ -167,7 +187,6 @@ def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Pa
     view["level"] = [[str(v)] if pd.notna(v) else [] for v in view["level"]]
     view["event"] = view["event"].astype("string")
     tz = common.browser_timezone()
-    table_key = f"{prefix}_table"
     st.dataframe(
         view,
         key=table_key,
@@ -188,9 +207,15 @@ def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Pa
         },
     )
     more = f" (the newest {len(view):,} shown)" if matched > len(view) else ""
-    st.caption(
-        f"{matched:,} of {total:,} records match{more}; times in {tz}. Select a row to see the whole record."
-    )
+    if paused:
+        st.caption(
+            f"The table holds still while a row is selected ({matched:,} of {total:,} records match "
+            f"now); clear the selection to see new records. Times in {tz}."
+        )
+    else:
+        st.caption(
+            f"{matched:,} of {total:,} records match{more}; times in {tz}. Select a row to see the whole record."
+        )
     state = st.session_state.get(table_key)
     rows = list(state.selection.rows) if state else []
     if rows and rows[0] < len(newest):
@@ -244,7 +269,7 @@ def _download(prefix: str, filtered: pd.DataFrame, path: Path) -> None:
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     st.download_button(
-        f"Download {len(filtered):,} rows as CSV",
+        f"Download {common.count(len(filtered), 'row')} as CSV",
         data=csv,
         file_name=f"{path.stem}-{stamp}.csv",
         mime="text/csv",
