@@ -596,6 +596,10 @@ def test_the_api_keeps_a_warm_spare_that_runs_the_next_launch(project):
     _launch_twice(project)
     spare = _ready_spare()
     assert psutil.Process(spare).cmdline()[1:] == ["-c", RUNNER_CODE, "--spare"]
+    # Nobody else may take the job first: a runner looking for its next job, or
+    # the waker's tick (both gone soon after the earlier jobs are done). The idle
+    # spare is not listed: it has not entered the project yet.
+    wait_until(lambda: project.processes() == [], what="the earlier runners and the waker to exit")
     job_id = project.submit("sleep", 30)
     job = wait_until(lambda: (j := project.job(job_id)).pid and j, what="the job to start")
     assert job.runner_pid == spare  # the spare became its runner
@@ -699,6 +703,13 @@ def test_a_warm_spare_serves_a_caller_with_fds_past_1024(project):
         "for word in ('a', 'b'): api.run_background_job('testjobs.tasks.Tasks', 'ok', word)\n"
         "while spawner.warm_spare_pid(ready=True) is None: time.sleep(0.01)\n"
         "spare = spawner.warm_spare_pid()\n"
+        # As in test_the_api_keeps_a_warm_spare_that_runs_the_next_launch: wait
+        # until no runner or waker of the project could take job c first.
+        "import psutil\n"
+        "def others(): return [p for p in psutil.process_iter(['pid', 'cwd', 'cmdline']) if p.info['pid'] "
+        "not in (os.getpid(), spare) and p.info['cwd'] == os.getcwd() and 'bgjobs' in str(p.info['cmdline'])]\n"
+        "end = time.time() + 15\n"
+        "while others() and time.time() < end: time.sleep(0.02)\n"
         "print(spare, api.run_background_job('testjobs.tasks.Tasks', 'ok', 'c'))\n"
     )
     proc = project.python(code)
