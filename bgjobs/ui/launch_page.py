@@ -79,10 +79,15 @@ def _form(cfg: Config, class_path: str, method: str, params: list[dict], errors:
     with st.form(key=f"launch_form:{class_path}:{method}"):
         if not params:
             st.caption("This method takes no params.")
+        else:
+            st.markdown(f"**Params of** `{method}`")
         for p in params:
             _param_input(_key(class_path, method, p["name"]), p)
             _field_error(errors, p["name"])
         _field_error(errors, "params")
+        # Set apart from the params: a method's own `delay` must not read as the launch's.
+        st.divider()
+        st.markdown("**Launch options**")
         left, right = st.columns(2)
         with left:
             st.number_input(
@@ -98,7 +103,7 @@ def _form(cfg: Config, class_path: str, method: str, params: list[dict], errors:
             _field_error(errors, "priority")
         with right:
             st.number_input(
-                "Delay (seconds)",
+                "Start delay (seconds)",
                 min_value=0.0,
                 value=0.0,
                 step=1.0,
