@@ -267,7 +267,7 @@ def test_launch_bad_json_shows_error_at_the_field(env):
     at = _launch_typed("[1, 2")
     assert env.rt.store.list_jobs() == []
     errors = [e.value for e in at.error]
-    assert len(errors) == 1 and errors[0].startswith("items: is not valid JSON")
+    assert len(errors) == 1 and errors[0].startswith("param items is not valid JSON")
 
 
 def test_launch_refused_by_the_library_shows_exc_field(env):
@@ -286,7 +286,7 @@ def test_launch_required_param_missing(env):
     at = choose(open_page(ok(new_app().run()), "launch"), TASKS, "typed")
     ok(at.button(key="launch_submit").click().run())
     assert env.rt.store.list_jobs() == []
-    assert "n: a value is required" in texts(at.error)
+    assert "param n needs a value" in texts(at.error)
 
 
 def test_launch_unconstructible_class_is_refused(env):

@@ -238,7 +238,7 @@ def collect_params(params: list[dict], value_of) -> tuple[list, dict[str, str]]:
                 continue
             value = _convert(p, raw)
         except ValueError as exc:
-            errors[p["name"]] = f"{p['name']}: {exc}"
+            errors[p["name"]] = f"param {p['name']} {exc}"  # worded as the library's refusals
             continue
         values.append(value)
         defaulted.append(not p["required"] and _same(value, p["default"]))
@@ -256,14 +256,14 @@ def _convert(p: dict, raw):
     if kind in ("int", "float"):
         if raw is None:
             if p["required"]:
-                raise ValueError("a value is required")
+                raise ValueError("needs a value")
             return p["default"]
         return int(raw) if kind == "int" else float(raw)
     text = "" if raw is None else str(raw)
     if kind in ("list", "dict"):
         if not text.strip():
             if p["required"]:
-                raise ValueError(f"a JSON {kind} is required")
+                raise ValueError(f"needs a JSON {kind}")
             return p["default"]
         return _json(text, f"a JSON {kind}")
     if kind == "any":
