@@ -174,8 +174,9 @@ def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Pa
     table_key = f"{prefix}_table_{hash(view_key) & 0xFFFFFFFF:x}"
     held_key = f"{prefix}_held"
     state = st.session_state.get(table_key)
+    rows = list(state.selection.rows) if state else []
     held = st.session_state.get(held_key)
-    paused = bool(state and state.selection.rows) and held is not None and held[0] == table_key
+    paused = bool(rows) and held is not None and held[0] == table_key
     if paused:
         newest = held[1]
     st.session_state[held_key] = (table_key, newest)
@@ -216,8 +217,6 @@ def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Pa
         st.caption(
             f"{matched:,} of {total:,} records match{more}; times in {tz}. Select a row to see the whole record."
         )
-    state = st.session_state.get(table_key)
-    rows = list(state.selection.rows) if state else []
     if rows and rows[0] < len(newest):
         _record(newest.iloc[rows[0]])
 
