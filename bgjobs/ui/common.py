@@ -149,6 +149,12 @@ def time_range_input(key: str, default: str = "All time") -> tuple[float | None,
     return start, end
 
 
+def time_range_choice(key: str) -> tuple:
+    """What the viewer picked in time_range_input(key). Unlike the (since, until)
+    it returns, this does not move with the clock ("last hour")."""
+    return st.session_state.get(key), str(st.session_state.get(f"{key}_dates"))
+
+
 def browser_timezone() -> str:
     """The viewer's timezone (from the browser), for showing times; UTC if unknown."""
     return viewer_zone().key

@@ -77,9 +77,9 @@ def _log_view(path: Path, prefix: str) -> None:
     filtered = src.memo(("filter", key), lambda df: logtable.filter_logs(df, **filters))
     newest = src.memo(("newest", key, cap), lambda _df: _newest(filtered, cap))
     # What the viewer chose (a relative time range's `since` moves on every run).
-    choice = [(k, v) for k, v in key if k not in ("since", "until")]
-    ranged = (st.session_state.get(f"{prefix}_range"), str(st.session_state.get(f"{prefix}_range_dates")))
-    _table(prefix, newest, len(filtered), len(frame), path, view_key=(tuple(choice), ranged, cap))
+    choice = tuple((k, v) for k, v in key if k not in ("since", "until"))
+    ranged = common.time_range_choice(f"{prefix}_range")
+    _table(prefix, newest, len(filtered), len(frame), path, view_key=(choice, ranged, cap))
     _download(prefix, filtered, path)
     _charts(prefix, src, key, filtered)
 
