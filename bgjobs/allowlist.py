@@ -9,11 +9,11 @@ types and bound to its signature, all before a job row exists.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 import types
 from collections import namedtuple
 
+from . import jsonc
 from .config import ClassPolicy, Config
 from .errors import RejectedError
 
@@ -127,7 +127,7 @@ def validate(config: Config, job: object, method: str, params: tuple | list) -> 
     _check_constructible(cls, class_path)
     params = coerce_params(cls, raw, class_path, method, list(params))
     try:
-        json.dumps(params)
+        jsonc.dumps(params)
     except (TypeError, ValueError):
         raise RejectedError(
             "params must be JSON values (str, int, float, bool, None, list, dict)",
@@ -346,7 +346,7 @@ def coerce(value: object, annotation: object, name: str) -> object:
         want = list if target is tuple else target
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = jsonc.loads(value)
             except ValueError:
                 raise bad(' (pass JSON, e.g. [1, 2] or {"k": 1})') from None
         if isinstance(value, tuple):

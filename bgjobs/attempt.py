@@ -8,12 +8,11 @@ the runner's state (atexit hooks, buffers) runs twice.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 
-from . import allowlist, context, procs
+from . import allowlist, context, jsonc, procs
 from .errors import RejectedError
 
 MAX_REPORT = 60 * 1024  # stays below a pipe's buffer, so the write never blocks
@@ -65,11 +64,11 @@ def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, pare
             context.flush_progress()
             sys.stdout.flush()
             sys.stderr.flush()
-            data = json.dumps(report, default=repr).encode("utf-8", "backslashreplace")
+            data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")
             if len(data) > MAX_REPORT:
                 report["traceback"] = (report.get("traceback") or "")[-MAX_REPORT // 2 :]
                 report["error"] = (report.get("error") or "")[: MAX_REPORT // 4]
-                data = json.dumps(report, default=repr).encode("utf-8", "backslashreplace")[:MAX_REPORT]
+                data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")[:MAX_REPORT]
             os.write(result_fd, data)
         finally:
             os._exit(code)
@@ -83,7 +82,7 @@ def _result_text(result) -> str | None:
     if result is None:
         return None
     try:
-        text = json.dumps(result)
+        text = jsonc.dumps(result)
     except (TypeError, ValueError):
         text = repr(result)
     return text[:4096]

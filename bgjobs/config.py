@@ -173,11 +173,11 @@ def _fnv1a(data: bytes) -> int:
 
 
 def _cache_get(file: str, stamp: list) -> object:
-    import json
+    from . import jsonc
 
     try:
         with open(_cache_file(file), encoding="utf-8") as f:
-            cached = json.load(f)
+            cached = jsonc.load(f)
     except (OSError, ValueError):
         return _MISS
     if not isinstance(cached, dict) or cached.get("stamp") != stamp or cached.get("path") != file:
@@ -186,11 +186,11 @@ def _cache_get(file: str, stamp: list) -> object:
 
 
 def _cache_put(file: str, stamp: list, doc: object) -> None:
-    import json
+    from . import jsonc
 
     target = _cache_file(file)
     try:
-        data = json.dumps({"path": file, "stamp": stamp, "doc": doc}, allow_nan=True)
+        data = jsonc.dumps({"path": file, "stamp": stamp, "doc": doc}, allow_nan=True)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         tmp = f"{target}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:

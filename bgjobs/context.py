@@ -88,11 +88,12 @@ class ProgressPipe:
         self.fd = fd
 
     def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:
-        import json
         import os
 
+        from . import jsonc
+
         try:
-            os.write(self.fd, json.dumps([fraction, message]).encode() + b"\n")
+            os.write(self.fd, jsonc.dumps([fraction, message]).encode() + b"\n")
         except (BlockingIOError, BrokenPipeError):
             pass
 

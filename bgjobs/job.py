@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from enum import Enum
+
+from . import jsonc
 
 
 class Status(str, Enum):
@@ -88,7 +89,7 @@ class Job(namedtuple("Job", JOB_FIELDS)):
     def from_row(cls, row) -> Job:
         d = dict(row)
         d["class_path"] = d.pop("class")
-        d["params"] = tuple(json.loads(d["params"]))
+        d["params"] = tuple(jsonc.loads(d["params"]))
         d["status"] = Status(d["status"])
         return cls(**{name: d[name] for name in JOB_FIELDS})
 

@@ -10,14 +10,13 @@ next dispatch starts a fresh runner when its delay is over.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
 import sys
 import time
 
-from . import procs, spawner
+from . import jsonc, procs, spawner
 from .context import SIGNALLED
 from .job import Job
 from .recovery import log_cancelled, log_next_step
@@ -133,7 +132,7 @@ class Runner:
         report = _read_all(result_r)
         os.close(result_r)
         try:
-            info = json.loads(report) if report else {}
+            info = jsonc.loads(report) if report else {}
         except ValueError:
             info = {}
         return self._record(job, info, status, stop)
@@ -215,7 +214,7 @@ class Runner:
         self._partial = lines.pop()
         for line in reversed(lines):
             try:
-                fraction, message = json.loads(line)
+                fraction, message = jsonc.loads(line)
             except (ValueError, TypeError):
                 continue
             self.rt.store.set_progress(job.id, fraction, message)
@@ -398,7 +397,7 @@ def _spare() -> int:
         line, buf = buf.split(b"\n", 1)
         rt = None
         try:
-            request = json.loads(line)
+            request = jsonc.loads(line)
             _set_environ(request["env"])  # what a runner spawned by that caller now would get
             rt = open_runtime(request["config"])
             if request.get("expect", repr(rt.config)) != repr(rt.config):

@@ -137,12 +137,12 @@ class Spare:
         self.gone = False
 
     def _request(self, rt, check_config: bool = False) -> bool:
-        import json
+        from . import jsonc
 
         request = {"config": rt.config.path, "env": rt.spawner.runner_env()}
         if check_config:
             request["expect"] = repr(rt.config)
-        return _write_all(self._fd, (json.dumps(request) + "\n").encode())
+        return _write_all(self._fd, (jsonc.dumps(request) + "\n").encode())
 
     def hand_over(self, rt) -> None:
         """Have the spare claim the next due job of `rt`'s store (and dispatch

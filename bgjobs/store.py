@@ -10,10 +10,11 @@ fleet of machines): callers use its methods, never SQL.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
+
+from . import jsonc
 
 # Every command and runner imports this module, so it takes the C modules that
 # `sqlite3` and `threading` wrap, with the same classes: the wrappers would add
@@ -220,7 +221,7 @@ class Store:
         """queued: a new row. `values` hold the validated spec and its policy."""
         now = time.time()
         values = dict(values)
-        values["params"] = json.dumps(list(values["params"]))
+        values["params"] = jsonc.dumps(list(values["params"]))
         values.setdefault("run_after", now)
         values.update(status=Status.QUEUED.value, created_at=now, updated_at=now)
         cols = list(values)

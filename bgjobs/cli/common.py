@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
 
+from .. import jsonc
 from ..errors import (
     EXIT_ALREADY_FINAL,
     EXIT_CANCEL_IN_PROGRESS,
@@ -92,7 +92,7 @@ def exit_now(code: int) -> None:
 
 
 def print_json(obj) -> None:
-    print(json.dumps(obj, indent=None, default=str))
+    print(jsonc.dumps(obj, default=str))
 
 
 def local_user() -> str:
