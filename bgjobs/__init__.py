@@ -39,8 +39,9 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'bgjobs' has no attribute {name!r}")
-    import importlib
+    import sys
 
-    value = getattr(importlib.import_module(f"bgjobs.{module}"), name)
+    __import__(f"bgjobs.{module}")
+    value = getattr(sys.modules[f"bgjobs.{module}"], name)
     globals()[name] = value
     return value

@@ -8,7 +8,6 @@ types and bound to its signature, all before a job row exists.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from collections import namedtuple
@@ -53,7 +52,8 @@ def resolve_class(config: Config, class_path: str) -> type:
     ensure_import_path(config)
     module_name, _, name = class_path.rpartition(".")
     try:
-        module = importlib.import_module(module_name)
+        __import__(module_name)  # importlib.import_module, without importing importlib (and warnings)
+        module = sys.modules[module_name]
     except Exception as exc:  # a broken job module is the user's to fix
         raise RejectedError(
             f"cannot import module {module_name} for {class_path}: {type(exc).__name__}: {exc}",

@@ -8,8 +8,8 @@ the runner's state (atexit hooks, buffers) runs twice.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import os
-import signal
 import sys
 
 from . import allowlist, context, jsonc, procs

@@ -7,7 +7,7 @@ to the attempt's process group and SIGKILLs it after the grace period.
 
 from __future__ import annotations
 
-import signal
+import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import time
 from collections import namedtuple
 

@@ -7,7 +7,7 @@ harmless: `current_job()` is None, `cancel_requested()` is False, and
 
 from __future__ import annotations
 
-import signal
+import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import time
 from collections import namedtuple
 

@@ -10,9 +10,9 @@ next dispatch starts a fresh runner when its delay is over.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import os
 import select
-import signal
 import sys
 import time
 
@@ -245,9 +245,10 @@ class Runner:
             }
         elif not info.get("exception"):
             if exit_signal:
-                name = (
-                    signal.Signals(exit_signal).name if exit_signal in signal.valid_signals() else exit_signal
-                )
+                import signal as names  # only now: see the import of _signal
+
+                valid = exit_signal in names.valid_signals()
+                name = names.Signals(exit_signal).name if valid else exit_signal
                 info = {"exception": "KilledBySignal", "error": f"the attempt was killed by signal {name}"}
             else:
                 info = {"exception": "ExitCode", "error": f"the attempt exited with code {exit_code}"}

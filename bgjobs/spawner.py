@@ -225,7 +225,7 @@ def _write_all(fd: int, data: bytes) -> bool:
     blocked meanwhile, for a caller that has it at SIG_DFL (Python ignores it,
     but an embedding program or a CLI idiom may not): a spare that has exited
     must cost the caller a fallback, not its life."""
-    import signal
+    import _signal as signal
 
     pipe = {signal.SIGPIPE}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, pipe)
