@@ -41,11 +41,12 @@ from _common import (  # noqa: E402
 
 GOAL = 3.0
 # The standard modules the work needs, before any bgjobs code: a console script
-# parses arguments, reads and writes the store, logs JSON, signals; a runner the
-# same, less argparse. Imported by a bare interpreter, they show the floor.
-# SQLite as bgjobs.store imports it: the C module, without the wrapper's datetime.
-CLI_STDLIB = "argparse, json, _sqlite3, signal"
-RUNNER_STDLIB = "json, _sqlite3, signal, select, fcntl"
+# reads and writes the store, logs JSON, signals, locks, and has job states (the
+# Status enum); a runner the same, and waits on pipes. Imported by a bare
+# interpreter, they show the floor. Each as bgjobs imports it: the C modules
+# (_sqlite3, _json, _signal), without their wrappers' datetime, re and IntEnums.
+CLI_STDLIB = "enum, _sqlite3, _json, _signal, fcntl"
+RUNNER_STDLIB = "enum, _sqlite3, _json, _signal, fcntl, select"
 
 
 def main() -> int:

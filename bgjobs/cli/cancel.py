@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 
 from ..errors import EXIT_JOB_FAILED, AlreadyFinal, CancelInProgress
-from .common import Parser, exit_now, local_user, print_json, run
+from .common import Command, exit_now, local_user, print_json, run
 
 
-def build_parser() -> Parser:
-    p = Parser(
+def build_parser() -> Command:
+    p = Command(
         prog="job-cancel",
         description="Cancel a job. A queued or retrying job is cancelled at once. A running job gets\n"
         "SIGTERM in its whole process group (raising bgjobs.JobCancelled in the job), then\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -30,38 +29,129 @@ EXIT_CODES_HELP = f"""exit codes:
 """
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter imports shutil (and with it bz2 and lzma) only to
-    learn the terminal width; every console script builds one at start-up."""
+class Command:
+    """A console script's arguments, declared once with add_argument (a subset
+    of argparse's) and parsed by one of two parsers. A plain command line
+    (options spelled out in full, no value that starts with '-') is read here;
+    anything else, --help or a mistake or an abbreviation, goes to argparse
+    (argparser.Parser), which is imported only then. argparse, and the `re` it
+    imports, cost a console script about half of `python -c pass` before its
+    first line. tests/test_cli_args.py holds the two parsers to one result."""
 
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None) -> None:
-        if width is None:
-            try:
-                width = int(os.environ.get("COLUMNS") or os.get_terminal_size().columns)
-            except (OSError, ValueError):
-                width = 80
-            width -= 2
-        super().__init__(prog, indent_increment, max_help_position, width)
+    _QUICK = {"action", "type", "default", "metavar", "help", "nargs", "choices"}
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors say what to do and exit with EXIT_USAGE."""
-
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        kwargs.setdefault("epilog", EXIT_CODES_HELP)
-        super().__init__(**kwargs)
+    def __init__(self, prog: str, description: str) -> None:
+        self.prog, self.description = prog, description
+        self._declared: list[tuple[tuple, dict]] = []
+        self._positionals: list[_Arg] = []
+        self._options: dict[str, _Arg] = {}
+        self.quick = True  # False once an argument needs what only argparse does
         self.add_argument(
             "--config",
             metavar="PATH",
             help="config file (default: $BGJOBS_CONFIG, else ./config.yaml)",
         )
 
+    def add_argument(self, *names: str, **kwargs) -> None:
+        self._declared.append((names, kwargs))
+        arg = _Arg(names, kwargs)
+        if set(kwargs) - self._QUICK or arg.action not in ("store", "append", "store_true"):
+            self.quick = False
+        elif arg.positional:
+            self.quick &= arg.action == "store" and kwargs.get("nargs") in (None, "?")
+            self._positionals.append(arg)
+        else:
+            self.quick &= "nargs" not in kwargs
+            self._options.update(dict.fromkeys(names, arg))
+        self.quick &= not isinstance(arg.default, str)  # argparse would convert it with `type`
+
+    def parse_args(self, argv: list[str] | None = None):
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = self._read(argv) if self.quick else None
+        return args if args is not None else self.argparser().parse_args(argv)
+
+    def argparser(self):
+        from .argparser import Parser
+
+        parser = Parser(prog=self.prog, description=self.description)
+        for names, kwargs in self._declared:
+            parser.add_argument(*names, **kwargs)
+        return parser
+
     def error(self, message: str) -> None:
-        # One line, like every other refusal: the usage block of a command with
-        # a dozen options would bury it; --help has it all.
-        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        usage_error(self.prog, message)
+
+    def _read(self, argv: list[str]) -> Args | None:
+        """What argparse would make of `argv`, or None where this reader cannot
+        be sure of it (argparse then reads it)."""
+        values = {arg.dest: arg.default for arg in (*self._positionals, *self._options.values())}
+        positionals = []
+        tokens = iter(argv)
+        for token in tokens:
+            if not token.startswith("-"):
+                positionals.append(token)
+                continue
+            name, eq, value = token.partition("=")
+            arg = self._options.get(name)
+            if arg is None or (eq and (arg.action == "store_true" or not name.startswith("--"))):
+                return None  # unknown, abbreviated, --help, '--', '-', or -p=V: argparse's rules
+            if arg.action == "store_true":
+                values[arg.dest] = True
+                continue
+            if not eq:
+                value = next(tokens, None)
+                if value is None or value.startswith("-"):
+                    return None
+            value = arg.convert(value)
+            if value is _Arg.INVALID:
+                return None
+            values[arg.dest] = [*(values[arg.dest] or ()), value] if arg.action == "append" else value
+        required = sum(arg.nargs is None for arg in self._positionals)
+        if not required <= len(positionals) <= len(self._positionals):
+            return None
+        for arg, token in zip(self._positionals, positionals, strict=False):
+            values[arg.dest] = arg.convert(token)
+            if values[arg.dest] is _Arg.INVALID:
+                return None
+        return Args(**values)
+
+
+class _Arg:
+    """One add_argument call, as Command._read needs it."""
+
+    INVALID = object()
+
+    def __init__(self, names: tuple[str, ...], kwargs: dict) -> None:
+        self.positional = not names[0].startswith("-")
+        self.action = kwargs.get("action", "store")
+        self.type, self.choices, self.nargs = kwargs.get("type"), kwargs.get("choices"), kwargs.get("nargs")
+        self.default = kwargs.get("default", False if self.action == "store_true" else None)
+        long = next((n for n in names if n.startswith("--")), names[0])
+        self.dest = names[0] if self.positional else long.lstrip("-").replace("-", "_")
+
+    def convert(self, text: str):
+        try:
+            value = self.type(text) if self.type is not None else text
+        except Exception:  # noqa: BLE001 - argparse reports it, in its words
+            return self.INVALID
+        return value if self.choices is None or value in self.choices else self.INVALID
+
+
+class Args:
+    """The parsed arguments, as attributes (like argparse.Namespace)."""
+
+    def __init__(self, **values) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return f"Args({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+def usage_error(prog: str, message: str) -> None:
+    # One line, like every other refusal: the usage block of a command with
+    # a dozen options would bury it; --help has it all.
+    print(f"{prog}: error: {message}; see {prog} --help", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
 
 
 def run(func: Callable[[], int]) -> int:

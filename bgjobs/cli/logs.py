@@ -12,7 +12,7 @@ import sys
 import time
 
 from ..errors import EXIT_OK, NoSuchJob
-from .common import Parser, run
+from .common import Command, run
 
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ EXAMPLES = """examples:
 """
 
 
-def build_parser() -> Parser:
-    p = Parser(
+def build_parser() -> Command:
+    p = Command(
         prog="job-logs",
         description="Print the records of the job log (or the errors log), oldest first:\n"
         "time (UTC), level, job, event and message, with tracebacks indented below.\n"

@@ -8,13 +8,13 @@ import sys
 # console() starts the spare runner first, before any of that is loaded.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .common import Parser
+    from .common import Command
 
 
-def build_parser() -> Parser:
-    from .common import Parser
+def build_parser() -> Command:
+    from .common import Command
 
-    p = Parser(
+    p = Command(
         prog="job-run",
         description="Run an allowlisted CLASS.METHOD(params) as its own background process.\n"
         "Prints the new job's id and returns at once (or waits, with --wait).\n\n"

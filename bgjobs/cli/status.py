@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 from ..job import Job, iso
-from .common import Parser, exit_now, print_json, run
+from .common import Command, exit_now, print_json, run
 
 STATUS_CHOICES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 
 
-def build_parser() -> Parser:
-    p = Parser(prog="job-status", description="Show recent jobs as a table, or one job in detail.")
+def build_parser() -> Command:
+    p = Command(prog="job-status", description="Show recent jobs as a table, or one job in detail.")
     p.add_argument("job_id", metavar="ID", type=int, nargs="?", help="one job's id")
     p.add_argument("--json", action="store_true", help="print JSON (one object, or a list)")
     p.add_argument(
