@@ -58,9 +58,9 @@ def git(*args: str) -> str:
 
 
 def code_fingerprint(root: Path = REPO) -> str:
-    """A hash of the code the benchmarks measure (bgjobs/ and jobs/)."""
+    """A hash of the code the benchmarks measure (bgjobs/, jobs/ and the console scripts)."""
     h = hashlib.sha1()
-    for f in sorted([*root.glob("bgjobs/**/*.py"), *root.glob("jobs/*.py")]):
+    for f in sorted([*root.glob("bgjobs/**/*.py"), *root.glob("jobs/*.py"), *root.glob("scripts/*")]):
         try:
             h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
         except OSError:
@@ -69,14 +69,14 @@ def code_fingerprint(root: Path = REPO) -> str:
 
 
 def snapshot(commit: str | None) -> Path:
-    """bgjobs/, jobs/ and the packaging files as of `commit` (None: the work
+    """bgjobs/, jobs/, scripts/ and the packaging files as of `commit` (None: the work
     tree as it is now), in a temp folder: the code to measure. The work tree is
     shared and changes; a snapshot keeps one run one version."""
     import io
     import tarfile
 
     folder = Path(tempfile.mkdtemp(prefix="bgjobs-bench-code-"))
-    names = ["bgjobs", "jobs", "pyproject.toml", "README.md"]
+    names = ["bgjobs", "jobs", "scripts", "pyproject.toml", "README.md"]
     if commit is None:
         for name in names:
             src = REPO / name
