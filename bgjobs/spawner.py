@@ -206,18 +206,23 @@ class Spare:
 # Every pipe end a Spare holds, so that a child forked meanwhile (by another
 # thread, even while a Spare is being made) closes its copies: a copy of a
 # request pipe's write end would keep the spare from seeing its caller exit.
+# A fork waits for _pipe_lock (see the register_at_fork below), so it never
+# falls between making or closing a pipe end and noting it here.
 _pipe_ends: set[int] = set()
+_pipe_lock = _thread.allocate_lock()
 
 
 def _pipe() -> tuple[int, int]:
-    ends = os.pipe2(os.O_CLOEXEC)
-    _pipe_ends.update(ends)
+    with _pipe_lock:
+        ends = os.pipe2(os.O_CLOEXEC)
+        _pipe_ends.update(ends)
     return ends
 
 
 def _close(fd: int) -> None:
-    _pipe_ends.discard(fd)
-    os.close(fd)
+    with _pipe_lock:
+        _pipe_ends.discard(fd)
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -307,7 +312,8 @@ def keep_warm_spare() -> None:
 def _after_fork_in_child() -> None:
     """A forked child (an attempt, or a caller's own child) starts with no spare
     and nothing to reap: those are its parent's."""
-    global _warm, _warm_lock, _launches
+    global _warm, _warm_lock, _launches, _pipe_lock
+    _pipe_lock = _thread.allocate_lock()  # the parent's is held, by the fork
     _warm_lock = _thread.allocate_lock()
     _launches = 0
     _warm = None
@@ -403,4 +409,8 @@ class _Reaper:
 _reaper = _Reaper()
 reap_in_loop = _reaper.reap_in_loop
 reap = _reaper.reap
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=lambda: _pipe_lock.acquire(),
+    after_in_parent=lambda: _pipe_lock.release(),
+    after_in_child=_after_fork_in_child,
+)

@@ -694,6 +694,38 @@ def test_a_warm_spare_exits_with_its_caller_and_is_not_inherited_by_a_fork(proje
     wait_until(lambda: gone_or_zombie(spare), what="the spare to exit with its caller")
 
 
+def test_a_fork_never_falls_between_making_a_spare_pipe_and_noting_it(project):
+    # Another thread forks while _pipe() has made a pipe but not yet noted its
+    # ends: the fork must wait, or the child keeps copies it does not know of.
+    code = (
+        "import os, threading\n"
+        "from bgjobs import spawner\n"
+        "real_pipe2, made, is_made, go_on = os.pipe2, [], threading.Event(), threading.Event()\n"
+        "def paused_pipe2(flags):\n"
+        "    made.extend(real_pipe2(flags))\n"
+        "    is_made.set()\n"
+        "    go_on.wait(10)\n"
+        "    return tuple(made)\n"
+        "os.pipe2 = paused_pipe2\n"
+        "maker = threading.Thread(target=spawner._pipe)\n"
+        "maker.start()\n"
+        "assert is_made.wait(10)\n"
+        "threading.Timer(0.2, go_on.set).start()  # the maker goes on while the fork waits for it\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    def is_open(fd):\n"
+        "        try:\n"
+        "            return os.fstat(fd) is not None\n"
+        "        except OSError:\n"
+        "            return False\n"
+        "    os._exit(1 if any(map(is_open, made)) else 0)\n"
+        "maker.join()\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), sorted(made) == sorted(spawner._pipe_ends))\n"
+    )
+    proc = project.python(code)
+    assert proc.stdout.split() == ["0", "True"], proc.stderr  # the child closed both; the parent noted both
+
+
 def test_a_gone_warm_spare_costs_a_caller_with_default_sigpipe_nothing(project):
     # Some programs put SIGPIPE back to SIG_DFL; a write to the pipe of a spare
     # that has exited (killed here; idle for 5 minutes in life) must not kill them.
