@@ -64,14 +64,27 @@ def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, pare
             context.flush_progress()
             sys.stdout.flush()
             sys.stderr.flush()
-            data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")
-            if len(data) > MAX_REPORT:
-                report["traceback"] = (report.get("traceback") or "")[-MAX_REPORT // 2 :]
-                report["error"] = (report.get("error") or "")[: MAX_REPORT // 4]
-                data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")[:MAX_REPORT]
-            os.write(result_fd, data)
+            os.write(result_fd, _encoded(report))
         finally:
             os._exit(code)
+
+
+def _encoded(report: dict) -> bytes:
+    """The report as one JSON document of at most MAX_REPORT bytes. A long error
+    and traceback are cut until it fits (the traceback's end, where the error
+    is, is kept): an escaped character takes up to 12 bytes, so the cut is
+    measured, never a slice of the bytes, which would not parse."""
+    data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")
+    keep = MAX_REPORT // 2
+    while len(data) > MAX_REPORT and keep >= 64:
+        report["traceback"] = (report.get("traceback") or "")[-keep:]
+        report["error"] = (report.get("error") or "")[: keep // 2]
+        data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")
+        keep //= 2
+    if len(data) > MAX_REPORT:  # what is left is too large: say so, at least
+        report = {"ok": False, "exception": "ReportTooLarge", "error": "the attempt's report was too large"}
+        data = jsonc.dumps(report).encode()
+    return data
 
 
 async def _awaitable(obj):

@@ -55,25 +55,28 @@ def dumps(obj, *, default=None, ensure_ascii: bool = True, allow_nan: bool = Tru
     return "".join(encode(obj, 0))
 
 
-def loads(text: str | bytes):
-    """json.loads(text); `text` as bytes must be UTF-8."""
-    if isinstance(text, bytes | bytearray):
+def loads(data: str | bytes):
+    """json.loads(data)."""
+    text = data
+    if isinstance(data, bytes | bytearray):
         try:
-            text = text.decode()
+            text = data.decode()
         except UnicodeDecodeError:
             pass  # json tells UTF-16 and UTF-32 apart, or says what is wrong
-    if _scan is not None and isinstance(text, str):
+    if _scan is not None and isinstance(text, str) and not text.startswith("\ufeff"):
         start = len(text) - len(text.lstrip(_WHITESPACE))
         try:
             value, end = _scan(text, start)
-        except (StopIteration, ValueError):
-            pass  # not a document: json says why
+        except (StopIteration, ValueError, SystemError):
+            # Not a document: json says why. (Python 3.11's scanner cannot make
+            # its JSONDecodeError unless json.decoder is imported: SystemError.)
+            pass
         else:
             if not text[end:].strip(_WHITESPACE):
                 return value
     import json
 
-    return json.loads(text)
+    return json.loads(data)
 
 
 def load(file):

@@ -84,9 +84,40 @@ def test_a_bad_document_raises_what_json_raises(text):
     assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
 
 
+def test_in_a_fresh_interpreter_a_bad_document_raises_jsons_error():
+    # Python 3.11's scanner cannot make its JSONDecodeError unless json.decoder
+    # is imported (as it is in this test process): jsonc must not show that.
+    # '[1' first: the first error imports json (and so json.decoder) for good.
+    bad = ["[1", '{"a" 1}', '"a\x01b"', '"abc'] + [text for text in BAD if isinstance(text, str)]
+    code = (
+        "import sys; from bgjobs import jsonc\n"
+        f"for text in {bad!r}:\n"
+        "    try:\n"
+        "        jsonc.loads(text)\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    expected = []
+    for text in bad:
+        with pytest.raises(ValueError) as theirs:
+            json.loads(text)
+        expected.append(f"{type(theirs.value).__name__} {theirs.value}")
+    assert out.splitlines() == expected
+
+
 @pytest.mark.parametrize("text", [" 1 ", "\n[1]\r\n", "\t{}\t", "-0", "1.5e3", "Infinity", '"\\u00e9"'])
 def test_whitespace_and_literals_read_as_json_reads_them(text):
     assert repr(jsonc.loads(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\xef\xbb\xbf[1]", "[1]".encode("utf-16"), "[1]".encode("utf-16-le"), '"\u00e9"'.encode("utf-32-be")],
+    ids=["utf-8-sig", "utf-16", "utf-16-le", "utf-32-be"],
+)
+def test_bytes_in_any_encoding_json_detects_read_the_same(data):
+    assert repr(jsonc.loads(data)) == repr(json.loads(data))
 
 
 def test_it_does_not_import_the_json_package():

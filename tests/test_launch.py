@@ -244,6 +244,34 @@ def test_refusals_exit_2_with_no_row_and_a_rejected_record(project, args, messag
     wait_until(lambda: project.processes() == [], what="no process left in the project")
 
 
+def test_a_bad_json_param_is_refused_where_nothing_has_imported_json(project):
+    # A job module that does not import json, and a document that starts well:
+    # Python 3.11's _json cannot report that error on its own (see bgjobs.jsonc).
+    (project.root / "testjobs" / "plain.py").write_text(
+        "class Plain:\n    def run(self, items: list, opts: dict) -> None:\n        pass\n"
+    )
+    project.write_config(allowed_classes=["testjobs.plain.Plain"])
+    for params, message in (
+        (["[1", "{}"], "param items must be list"),
+        (["[]", '{"k" 1}'], "param opts must be dict"),
+    ):
+        proc = project.cli("job-run", "testjobs.plain.Plain", "run", *(f"--params={p}" for p in params))
+        assert (proc.returncode, proc.stderr.count("\n")) == (2, 1), proc.stderr
+        assert message in proc.stderr
+    assert project.rt.store.list_jobs() == []
+
+
+def test_a_failure_too_long_to_report_whole_is_cut_and_still_reported(project):
+    # 20,000 snowmen: 120 KB as JSON escapes, twice over (the error, and the
+    # traceback that ends with it), against a report limit of 60 KiB.
+    job_id = project.submit("fail", "\u2603" * 20_000)
+    job = project.wait_final(job_id)
+    assert (job.status.value, job.exception) == ("failed", "ValueError")
+    assert job.error.startswith("\u2603" * 100) and len(job.error) < 20_000
+    failed = [r for r in project.records(errors=True) if r["job_id"] == job_id and r.get("traceback")]
+    assert failed and failed[-1]["traceback"].rstrip().endswith("\u2603" * 100)
+
+
 def test_inherited_method_from_a_listed_class_base_is_allowed(project):
     job_id = project.submit("inherited")
     assert project.wait_final(job_id).status.value == "succeeded"
