@@ -30,7 +30,6 @@ WORKDIR /app
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
 COPY bgjobs ./bgjobs
-COPY scripts ./scripts
 # This project itself: its dependencies are ranged in pyproject.toml (DL3013 wants pins).
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[dashboard]"

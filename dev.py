@@ -5,7 +5,7 @@
     python3 dev.py test      # venv + deps (and Chromium, as root), then the whole test suite
 
 Needs only python3 (3.11+). Dependencies go to .venv/, reinstalled when
-requirements.txt, pyproject.toml or a console script in scripts/ change.
+requirements.txt or pyproject.toml change.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ STAMP = VENV / ".bgjobs-deps"
 
 def _deps_hash() -> str:
     h = hashlib.sha256()
-    # The console scripts are copied into .venv/bin when installed: a change to
-    # one needs a reinstall too.
-    for path in [ROOT / "requirements.txt", ROOT / "pyproject.toml", *sorted((ROOT / "scripts").iterdir())]:
-        h.update(path.read_bytes())
+    for name in ("requirements.txt", "pyproject.toml"):
+        h.update((ROOT / name).read_bytes())
     return h.hexdigest()
 
 

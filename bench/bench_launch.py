@@ -45,7 +45,8 @@ GOAL = 3.0
 # Status enum); a runner the same, and waits on pipes. Imported by a bare
 # interpreter, they show the floor. Each as bgjobs imports it: the C modules
 # (_sqlite3, _json, _signal), without their wrappers' datetime, re and IntEnums.
-CLI_STDLIB = "enum, _sqlite3, _json, _signal, fcntl"
+# A console script also has re: the wrapper pip writes for it imports re first.
+CLI_STDLIB = "re, enum, _sqlite3, _json, _signal, fcntl"
 RUNNER_STDLIB = "enum, _sqlite3, _json, _signal, fcntl, select"
 
 

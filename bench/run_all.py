@@ -58,9 +58,9 @@ def git(*args: str) -> str:
 
 
 def code_fingerprint(root: Path = REPO) -> str:
-    """A hash of the code the benchmarks measure (bgjobs/, jobs/ and the console scripts)."""
+    """A hash of the code the benchmarks measure (bgjobs/ and jobs/)."""
     h = hashlib.sha1()
-    for f in sorted([*root.glob("bgjobs/**/*.py"), *root.glob("jobs/*.py"), *root.glob("scripts/*")]):
+    for f in sorted([*root.glob("bgjobs/**/*.py"), *root.glob("jobs/*.py")]):
         try:
             h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
         except OSError:
@@ -69,14 +69,14 @@ def code_fingerprint(root: Path = REPO) -> str:
 
 
 def snapshot(commit: str | None) -> Path:
-    """bgjobs/, jobs/, scripts/ and the packaging files as of `commit` (None: the work
+    """bgjobs/, jobs/ and the packaging files as of `commit` (None: the work
     tree as it is now), in a temp folder: the code to measure. The work tree is
     shared and changes; a snapshot keeps one run one version."""
     import io
     import tarfile
 
     folder = Path(tempfile.mkdtemp(prefix="bgjobs-bench-code-"))
-    names = ["bgjobs", "jobs", "scripts", "pyproject.toml", "README.md"]
+    names = ["bgjobs", "jobs", "pyproject.toml", "README.md"]
     if commit is None:
         for name in names:
             src = REPO / name
@@ -445,11 +445,12 @@ def main() -> int:
         "  project, which bgjobs does not have (docs/architecture.md, the start-up budget). From the",
         "  Python API, whose warm spare has booted before the call, the goal is met.",
         "- **1 and 4, the console scripts: met.** A console script needs enum (for `Status`),",
-        "  SQLite, `_json`, `_signal` and fcntl before any bgjobs code: about 1.5x `python -c pass`",
-        "  (`the floor for 1 and 4`). No console script imports json, re, argparse or signal for a",
-        "  plain command line (docs/architecture.md, the start-up budget); bgjobs' own modules and",
-        "  the work add about 0.5x to job-run, and a cancel's round trip (the runner forwards the",
-        "  signal, the job notices it, the runner records the outcome) about 0.3x to job-cancel.",
+        "  SQLite, `_json`, `_signal` and fcntl before any bgjobs code, and pip's console-script",
+        "  wrapper imports `re`: together about 1.6x `python -c pass` (`the floor for 1 and 4`). No",
+        "  console script imports json, argparse or signal for a plain command line (docs/architecture.md,",
+        "  the start-up budget). bgjobs' own modules and the work add the rest, and to job-cancel a",
+        "  cancel's round trip (the runner forwards the signal, the job notices it, the runner",
+        "  records the outcome).",
         "- **5, memory: met by RSS.** A sleeping interpreter with only the runner's standard",
         "  modules and an open database is about 1.29x a bare one (the floor row); the runner is",
         "  about 1.41x. By USS (the pages only the runner holds), the stricter row, it is about",

@@ -34,9 +34,9 @@ class Command:
     of argparse's) and parsed by one of two parsers. A plain command line
     (options spelled out in full, no value that starts with '-') is read here;
     anything else, --help or a mistake or an abbreviation, goes to argparse
-    (argparser.Parser), which is imported only then. argparse, and the `re` it
-    imports, cost a console script about half of `python -c pass` before its
-    first line. tests/test_cli_args.py holds the two parsers to one result."""
+    (argparser.Parser), which is imported only then: importing argparse and
+    building a parser cost a command about two thirds of `python -c pass`.
+    tests/test_cli_args.py holds the two readers to one result."""
 
     _QUICK = {"action", "type", "default", "metavar", "help", "nargs", "choices"}
 
