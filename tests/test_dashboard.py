@@ -402,9 +402,14 @@ def test_password_from_secrets(env):
 def test_repeated_wrong_passwords_slow_down(env, monkeypatch):
     monkeypatch.setenv("BGJOBS_DASHBOARD_PASSWORD", "s3cret")
     at = ok(new_app().run())
-    for _ in range(4):
+    for tries in range(1, 4):
         at.text_input(key="login_password").set_value("nope")
         ok(at.button[0].click().run())
+        # The third wrong try says that the next one must wait.
+        assert texts(at.error) == "Wrong password." + (" The next try must wait 1 s." if tries == 3 else "")
+    at.text_input(key="login_password").set_value("nope")  # too soon
+    ok(at.button[0].click().run())
+    assert "Too many wrong passwords" in texts(at.error)
     at.text_input(key="login_password").set_value("s3cret")  # right, but too soon
     ok(at.button[0].click().run())
     assert "Too many wrong passwords" in texts(at.error)

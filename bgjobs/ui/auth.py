@@ -136,7 +136,10 @@ def _check_password() -> None:
         st.session_state.pop(_MESSAGE, None)
         return
     st.session_state[_FAILURES] = (count + 1, time.time())
-    st.session_state[_MESSAGE] = "Wrong password."
+    wait = _wait_after(count + 1)
+    st.session_state[_MESSAGE] = "Wrong password." + (
+        f" The next try must wait {wait:.0f} s." if wait else ""
+    )
 
 
 def _wait_after(failures: int) -> float:
