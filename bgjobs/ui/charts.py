@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from bgjobs.job import Status
-from bgjobs.ui.common import STATUS_CSS, browser_timezone
+from bgjobs.ui.common import STATUS_CSS, viewer_zone
 
 MAX_BARS = 24 * 21  # beyond three weeks of hours, show days
 HEIGHT = 260
@@ -33,7 +33,7 @@ def events_per_hour(counts: pd.DataFrame, *, key: str) -> None:
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("time:T", title=f"{unit} ({browser_timezone()})"),  # Vega draws in the browser's zone
+            x=alt.X("time:T", title=f"{unit} ({viewer_zone().key})"),  # Vega draws in the browser's zone
             y=alt.Y("sum(events):Q", title=f"events per {unit}"),
             color=alt.Color(
                 "outcome:N",

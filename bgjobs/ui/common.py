@@ -155,11 +155,6 @@ def time_range_choice(key: str) -> tuple:
     return st.session_state.get(key), str(st.session_state.get(f"{key}_dates"))
 
 
-def browser_timezone() -> str:
-    """The viewer's timezone (from the browser), for showing times; UTC if unknown."""
-    return viewer_zone().key
-
-
 def viewer_zone() -> ZoneInfo:
     """The viewer's timezone: every time on every page is shown in it (UTC if unknown)."""
     try:

@@ -249,7 +249,7 @@ def _timeline(records: pd.DataFrame | None) -> None:
         placeholder="—",
         column_config={
             "time": st.column_config.DatetimeColumn(
-                "time", format="YYYY-MM-DD HH:mm:ss.SSS", timezone=common.browser_timezone()
+                "time", format="YYYY-MM-DD HH:mm:ss.SSS", timezone=common.viewer_zone().key
             ),
             "attempt": st.column_config.NumberColumn("attempt", format="%d", width="small"),
             "message": st.column_config.TextColumn("message", width="large"),

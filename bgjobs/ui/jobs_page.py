@@ -179,7 +179,7 @@ def _table(jobs: list[Job], filters: dict) -> None:
         return
     df = jobs_frame(jobs)
     st.session_state[_IDS_KEY] = df["id"].tolist()
-    tz = common.browser_timezone()
+    tz = common.viewer_zone().key
     when = {"format": "MMM D, HH:mm:ss", "timezone": tz}
     st.dataframe(
         df,

@@ -187,7 +187,7 @@ def _table(prefix: str, newest: pd.DataFrame, matched: int, total: int, path: Pa
     view = newest[columns].copy()
     view["level"] = [[str(v)] if pd.notna(v) else [] for v in view["level"]]
     view["event"] = view["event"].astype("string")
-    tz = common.browser_timezone()
+    tz = common.viewer_zone().key
     st.dataframe(
         view,
         key=table_key,
