@@ -40,6 +40,7 @@ def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, pare
         )
         ctx = context.JobContext(job.id, job.attempt, job.max_attempts, job.class_path, job.method)
         context.enter(ctx, context.ProgressPipe(progress_fd), cooperative=cooperative)
+        _say_started(progress_fd)
         result = func(*job.params)
         if hasattr(result, "__await__"):
             import asyncio
@@ -67,6 +68,15 @@ def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, pare
             os.write(result_fd, _encoded(report))
         finally:
             os._exit(code)
+
+
+def _say_started(progress_fd: int) -> None:
+    """An empty line on the progress pipe: the runner waits for it before its
+    own bookkeeping (Runner._run_attempt), so the job starts first."""
+    try:
+        os.write(progress_fd, b"\n")
+    except OSError:
+        pass  # the runner does not wait long
 
 
 def _encoded(report: dict) -> bytes:

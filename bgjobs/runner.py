@@ -25,6 +25,7 @@ from .spawner import LOCK_FD_ENV
 
 SPARE = "--spare"  # argv of a runner started ahead of its job (see _spare)
 POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
+START_WAIT = 0.05  # seconds the runner waits for its attempt to start before its bookkeeping
 MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands over
 
 
@@ -119,6 +120,10 @@ class Runner:
             os.setpgid(pid, pid)  # also done in the child; whichever runs first
         except OSError:
             pass
+        # Leave the CPU to the attempt until it says it has started (an empty
+        # progress line), has exited, or a signal came: what follows can wait,
+        # and on a busy machine it would hold up the job's first line.
+        select.select([progress_r, self.wake_r], [], [], START_WAIT)
         self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
         if self.dispatch_after_start:
             self.dispatch_after_start = False
@@ -213,6 +218,8 @@ class Runner:
         lines = data.split(b"\n")
         self._partial = lines.pop()
         for line in reversed(lines):
+            if not line:
+                continue  # the attempt's word that it has started
             try:
                 fraction, message = jsonc.loads(line)
             except (ValueError, TypeError):
