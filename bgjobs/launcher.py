@@ -33,11 +33,14 @@ def submit(
     retry_of: int | None = None,
     dispatch_now: bool = True,
     warm_spare: bool = False,
+    forked_runner=None,
 ) -> Job:
     """Validate, insert a queued row, and dispatch. Refusals raise RejectedError
     and are logged as `rejected`; no row and no process exist for them.
     `warm_spare`: dispatch through this process's warm spare runner, and keep
-    one for the next launch (see dispatch)."""
+    one for the next launch (see dispatch). `forked_runner` (job-run's, a
+    spawner.ForkedRunner): it records the row instead, and dispatches; if it is
+    gone, this process does both."""
     from . import allowlist
 
     config = rt.config
@@ -79,20 +82,33 @@ def submit(
         )
         raise
     values["class"] = values.pop("class_path")
+    request = dict(values=values, run_after=run_after, source=source, user=user, retry_of=retry_of)
+    if forked_runner is not None and dispatch_now:
+        row = forked_runner.record(request)
+        if row is not None:
+            return row
+    row = record(rt, **request)
+    if dispatch_now:
+        dispatch(rt, warm_spare=warm_spare)
+    return row
+
+
+def record(
+    rt: Runtime, values: dict, *, run_after: float, source: str, user: str | None, retry_of: int | None
+) -> Job:
+    """Insert a checked job (`values`, as submit builds them) as a queued row, and log it."""
     row = rt.store.insert(**values, run_after=run_after, source=source, user=user, retry_of=retry_of)
     when = "" if run_after <= time.time() else f", not before {iso(run_after)}"
     rt.log.emit(
         "queued",
         job=row,
-        message=f"{row.name} queued with priority {priority}{when}",
+        message=f"{row.name} queued with priority {row.priority}{when}",
         params=list(row.params),
-        priority=priority,
+        priority=row.priority,
         source=source,
         user=user,
         run_after=iso(run_after),
     )
-    if dispatch_now:
-        dispatch(rt, warm_spare=warm_spare)
     return row
 
 
@@ -115,15 +131,23 @@ def dispatch(rt: Runtime, *, warm_spare: bool = False) -> list[Job]:
     recovery.reconcile(rt)
     started = []
     for job, fd in claim(rt):
-        try:
-            rt.spawner.spawn_runner(job.id, fd)
+        if start_runner(rt, job, fd):
             started.append(job)
-        except OSError as exc:
-            rt.store.unclaim(job.id, f"could not start runner: {exc}")
-        finally:
-            os.close(fd)  # the runner holds its own copy of the lock now
     ensure_waker(rt)
     return started
+
+
+def start_runner(rt: Runtime, job: Job, fd: int) -> bool:
+    """Spawn the runner of claimed `job`, handing it lock `fd` (closed here).
+    If it cannot be started, the job is queued again; False."""
+    try:
+        rt.spawner.spawn_runner(job.id, fd)
+        return True
+    except OSError as exc:
+        rt.store.unclaim(job.id, f"could not start runner: {exc}")
+        return False
+    finally:
+        os.close(fd)  # the runner holds its own copy of the lock now
 
 
 def claim(rt: Runtime, limit: int | None = None) -> list[tuple[Job, int]]:

@@ -32,6 +32,35 @@ def _stat(pid: int | str) -> list[bytes] | None:
     return stat[stat.rindex(b")") + 2 :].split()
 
 
+def set_title(title: str, name: str) -> bool:
+    """Make `title` this process's command line, as `ps` and /proc/PID/cmdline show
+    it, and `name` its command name (/proc/PID/comm, what `top` and `pkill` see).
+    For a process forked from a command, whose argv (the user's params and all)
+    would otherwise stand for its whole life. The kernel reads the command line
+    from the argv strings in the process's memory, which the interpreter copied
+    at start-up and never reads again: they are rewritten in place, through
+    /proc/self/mem (no ctypes), cut to fit. True once /proc/self/cmdline reads
+    back as `title` (cut); False if the kernel refused, and the old line stands."""
+    rest = _stat("self")
+    try:
+        start, end = int(rest[45]), int(rest[46])  # arg_start, arg_end: fields 48 and 49
+        text = title.encode()[: max(0, end - start - 1)]
+        # A byte other than NUL at the very end tells the kernel the strings were
+        # rewritten: it then reads the line only up to its first NUL.
+        data = text + b"\0" + b" " * (end - start - len(text) - 1)
+        fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, data, start)
+        finally:
+            os.close(fd)
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+        with open("/proc/self/cmdline", "rb") as f:
+            return f.read() == text + b"\0"
+    except (OSError, TypeError, ValueError, IndexError):
+        return False
+
+
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None if it is gone."""
     rest = _stat(pid)

@@ -1,5 +1,7 @@
-"""The runner: one job's own supervisor process, started by the spawner as
-`python -c RUNNER_CODE JOB_ID` (`python -m bgjobs.runner JOB_ID` also works).
+"""The runner: one job's own supervisor process. The spawner starts it as
+`python -c RUNNER_CODE JOB_ID` (`python -m bgjobs.runner JOB_ID` also works),
+or ahead of its job as the Python API's warm spare (`--spare`, see _spare);
+`job-run`'s is a fork of job-run itself (see forked).
 
 The runner holds the job's lock for its whole life, runs one attempt in a
 forked child that leads its own process group, waits for it (with the timeout
@@ -373,10 +375,9 @@ SPARE_IDLE = 300.0  # seconds a spare waits for a request before it exits unused
 
 
 def _spare() -> int:
-    """A runner started before its job exists (see spawner.Spare): `job-run`
-    starts one first thing, so that this interpreter boots while job-run
-    validates and records the job; the Python API keeps one warm for its next
-    launch. Each request names a config file: claim the next due job there, as
+    """A runner started before its job exists (see spawner.Spare): the Python
+    API keeps one warm for its next launch. Each request names a config file:
+    claim the next due job there, as
     a runner does when its job is done, and run it; or, if there is none we may
     take, dispatch (a delayed job needs the waker) and wait for the next. End of
     input (the caller exited) or SPARE_IDLE seconds of quiet: exit unused.
@@ -408,16 +409,14 @@ def _spare() -> int:
             request = jsonc.loads(line)
             _set_environ(request["env"])  # what a runner spawned by that caller now would get
             rt = open_runtime(request["config"])
-            if request.get("expect", repr(rt.config)) != repr(rt.config):
+            if request["expect"] != repr(rt.config):
                 _reply(b"mismatch")  # the caller's config is not the file's: it dispatches itself
                 continue
             os.chdir(rt.config.root)
             claimed = launcher.claim(rt, limit=1)
         except Exception as exc:  # noqa: BLE001 - whatever it was, the job must not be left
             print(f"bgjobs: spare runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
-            _reply(b"failed")  # an API caller dispatches itself
-            if rt is not None:
-                launcher.dispatch(rt)  # job-run does not wait for a reply: do it here
+            _reply(b"failed")  # the caller dispatches itself
             continue
         if claimed:
             break
@@ -430,6 +429,71 @@ def _spare() -> int:
     os.close(null)
     # dispatch_after_start: what the caller's own dispatch would have done.
     return _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
+
+
+def forked(requests: int, replies: int) -> None:
+    """The child side of spawner.ForkedRunner: job-run's runner, forked from
+    it as it starts. Never returns.
+
+    It leaves job-run's session and output first: a terminal's signals must
+    not reach it, and whoever reads job-run's output must not wait for it.
+    While job-run reads its command line and checks the call, it loads what a
+    runner needs, and opens the store once `requests` names the config file.
+    Then it reads the checked job there (end of input: the launch was refused,
+    or job-run is gone; it exits having done nothing), records it, sends the
+    row on `replies`, and claims the next due job, as a spare does. If it
+    cannot record the job, it says nothing, and job-run records it itself.
+
+    It puts a title of its own where `ps` would show job-run's argv, the
+    user's params and all, for the job's whole life (procs.set_title); where
+    the kernel will not let it, it hands the job to a spawned runner instead.
+    It gets the environment a spawned runner would."""
+    code = 0
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        spawner.reap_in_loop()  # it may start a waker or runners, and forks attempts
+        from . import attempt, launcher  # noqa: F401 - loaded while job-run checks the call
+
+        with open(requests, "rb") as lines:
+            config = lines.readline()
+            rt = open_runtime(jsonc.loads(config)) if config.endswith(b"\n") else None
+            if rt is not None:
+                rt.store.open()
+            request = lines.readline()
+        if rt is None or not request.endswith(b"\n"):
+            return  # no launch on job-run's command line, or a refused one
+        row = launcher.record(rt, **jsonc.loads(request))
+        _send(replies, jsonc.dumps({**row._asdict(), "status": row.status.value}).encode())
+        os.close(replies)
+        _set_environ(rt.spawner.runner_env())
+        os.chdir(rt.config.root)
+        claimed = launcher.claim(rt, limit=1)
+        if not claimed:
+            launcher.dispatch(rt)  # nothing it may take now (delayed, or no free slot)
+            return
+        job, lock_fd = claimed[0]
+        sys.argv = ["-c", str(job.id)]  # as a spawned runner's
+        if not procs.set_title(f"bgjobs.runner {job.id}", "bgjobs.runner"):
+            launcher.start_runner(rt, job, lock_fd)
+            launcher.dispatch(rt)
+            return
+        code = _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
+    except BaseException as exc:  # noqa: BLE001 - job-run, or the next dispatch, settles its job
+        code = 1
+        print(f"bgjobs: runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
+    finally:
+        os._exit(code)
+
+
+def _send(fd: int, line: bytes) -> None:
+    try:
+        os.write(fd, line + b"\n")
+    except OSError:
+        pass  # job-run is gone: the job is recorded, and runs all the same
 
 
 def _set_environ(env: dict[str, str]) -> None:
@@ -445,7 +509,7 @@ def _reply(text: bytes) -> None:
     try:
         os.write(1, text + b"\n")
     except OSError:
-        pass  # the caller does not wait for replies (job-run), or gave up
+        pass  # the caller gave up on it
 
 
 def _chain(runner: Runner, job_id: int, lock_fd: int) -> int:

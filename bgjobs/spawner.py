@@ -4,11 +4,11 @@
 with no shell, stdin from /dev/null, and the job's lock handed over as an
 inherited descriptor, so the lock is held without a gap from claim to runner exit.
 A spare runner (`Spare`, below) is started before its job exists, with a pipe
-for stdin instead, and takes its job's lock itself when it claims it.
+for stdin instead, and takes its job's lock itself when it claims it. `job-run`
+forks its runner instead (`ForkedRunner`, below): no interpreter boots for it.
 `-c` rather than `-m bgjobs.runner`: runpy costs every runner about 14 ms (measured
 in bench_launch.py), more than half of what the runner's own imports cost.
-It uses posix_spawn (no copy of the caller's memory, no subprocess import):
-`job-run` pays for it on every launch.
+It uses posix_spawn (no copy of the caller's memory, no subprocess import).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
 if TYPE_CHECKING:
     from .config import Config
+    from .job import Job
 
 LOCK_FD_ENV = "BGJOBS_LOCK_FD"
 RUNNER_CODE = "import sys; from bgjobs.runner import main; sys.exit(main())"
@@ -92,38 +93,30 @@ class LocalSpawner:
 
 
 class Spare:
-    """A runner started before its job exists (see runner._spare), so that its
-    interpreter boots while the caller validates and records the job.
+    """The Python API's warm spare: a runner started before its job exists (see
+    runner._spare), so that the caller's next launch starts at once.
 
     It says `ready` on its stdout once booted, then reads requests on stdin:
-    one JSON line each, with the config file's path and the environment its
-    job is to get. For each it claims the next due job, as dispatch would: it
-    replies `taken JOB_ID` and becomes that job's runner; or, with nothing it
-    may take, it dispatches, replies `idle` and waits for the next request. At
-    end of input, or after SPARE_IDLE seconds without a request, it exits.
-
-    `job-run` starts one first thing and hands over without waiting for a reply
-    (`hand_over`). The Python API keeps one warm per process (`offer`, and
-    dispatch_through_spare below): the next launch then starts at once. Its
-    requests also carry the caller's config as the caller sees it; a spare
-    that reads the file differently replies `mismatch` and takes nothing.
+    one JSON line each, with the config file's path, the environment its job
+    is to get, and the caller's config as the caller sees it. For each it
+    claims the next due job, as dispatch would: it replies `taken JOB_ID` and
+    becomes that job's runner; or, with nothing it may take, it dispatches,
+    replies `idle` and waits for the next request. A spare that reads the
+    config file differently replies `mismatch` and takes nothing. At end of
+    input, or after SPARE_IDLE seconds without a request, it exits.
+    One is kept per process (`offer`, and dispatch_through_spare below).
     """
 
-    def __init__(self, *, replies: bool = False) -> None:
+    def __init__(self) -> None:
         read_fd, self._fd = _pipe()
         self._replies, reply_w, self._buf = -1, -1, b""
-        # Without a reader, its replies (and, until it has a job, everything
-        # else it says) go nowhere: its job's output file is opened later.
-        out = (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)
         try:
-            if replies:
-                self._replies, reply_w = _pipe()
-                out = (os.POSIX_SPAWN_DUP2, reply_w, 1)
+            self._replies, reply_w = _pipe()
             self.pid = _start_python(
                 ["-c", RUNNER_CODE, "--spare"],
                 _clean_env(),
                 stdin=(os.POSIX_SPAWN_DUP2, read_fd, 0),
-                output=out,
+                output=(os.POSIX_SPAWN_DUP2, reply_w, 1),
                 errors=(os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
             )
         except BaseException:
@@ -133,28 +126,14 @@ class Spare:
             _close(read_fd)
             if reply_w >= 0:
                 _close(reply_w)
-        self.ready = not replies  # without replies, nobody waits for it anyway
+        self.ready = False
         self.gone = False
 
-    def _request(self, rt, check_config: bool = False) -> bool:
+    def _request(self, rt) -> bool:
         from . import jsonc
 
-        request = {"config": rt.config.path, "env": rt.spawner.runner_env()}
-        if check_config:
-            request["expect"] = repr(rt.config)
+        request = {"config": rt.config.path, "env": rt.spawner.runner_env(), "expect": repr(rt.config)}
         return _write_all(self._fd, (jsonc.dumps(request) + "\n").encode())
-
-    def hand_over(self, rt) -> None:
-        """Have the spare claim the next due job of `rt`'s store (and dispatch
-        the rest once that job runs), as `dispatch(rt)` would, without waiting
-        for its reply. If the spare is gone, dispatch here instead."""
-        try:
-            if not self._request(rt):
-                from .launcher import dispatch
-
-                dispatch(rt)
-        finally:
-            self.close()
 
     def offer(self, rt, timeout: float = 5.0) -> str | None:
         """If the spare has booted, ask it to dispatch for `rt` and wait for its
@@ -164,7 +143,7 @@ class Spare:
         but `taken` and `idle`, the caller dispatches itself."""
         if not self.is_ready():
             return None
-        if not self._request(rt, check_config=True):
+        if not self._request(rt):
             self.gone = True
             return None
         reply = self._read_line(timeout)
@@ -201,6 +180,100 @@ class Spare:
             if fd >= 0:
                 _close(fd)
                 setattr(self, name, -1)
+
+
+class ForkedRunner:
+    """`job-run`'s runner: a fork of job-run, made first thing, while it has one
+    thread and next to nothing imported. The two then load side by side:
+    job-run what reading its command line and checking the call need (the
+    config, the allowlist, the job's module), the fork what recording and
+    running a job need (the store, the event log, the runner). No interpreter
+    boots for the job, and job-run never opens the store itself.
+
+    Job-run sends it two lines: the config file (`use_config`, once the
+    command line is read), so that it opens the store meanwhile; then the
+    checked call (`record`). It inserts the row, replies with it, and becomes
+    the runner of the next due job (see runner.forked). A refused launch only
+    closes the pipe: the fork reads end of input and exits having done
+    nothing.
+    """
+
+    def __init__(self) -> None:
+        read_fd, self._fd = os.pipe2(os.O_CLOEXEC)
+        self._replies, reply_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            for fd in (read_fd, reply_w):
+                os.close(fd)
+            self.close()
+            raise
+        if self.pid == 0:
+            os.close(self._fd)
+            os.close(self._replies)
+            from .runner import forked
+
+            forked(read_fd, reply_w)  # never returns
+        os.close(read_fd)
+        os.close(reply_w)
+
+    def use_config(self, config: str | None) -> None:
+        """Tell it the config file (None: the default one), so it opens the store."""
+        from . import jsonc
+
+        if not _write_all(self._fd, (jsonc.dumps(config) + "\n").encode()):
+            self.close()  # gone: record() says so
+
+    def record(self, request: dict) -> Job | None:
+        """Have the fork record the checked job `request` (launcher.record's
+        arguments) and run the next due job. Returns the recorded row, or None
+        if the fork is gone, or could not record it: then the caller records
+        and dispatches itself (and meets the error, if it was the store's)."""
+        from . import jsonc
+
+        if self._fd < 0:
+            return None
+        try:
+            sent = _write_all(self._fd, (jsonc.dumps(request) + "\n").encode())
+            reply = _read_line(self._replies) if sent else b""
+        finally:
+            self.close()
+        if not reply:
+            return None
+        from .job import Job, Status
+
+        row = jsonc.loads(reply)
+        return Job(**{**row, "params": tuple(row["params"]), "status": Status(row["status"])})
+
+    def close(self) -> None:
+        for name in ("_fd", "_replies"):
+            fd = getattr(self, name, -1)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+
+def fork_runner() -> ForkedRunner | None:
+    """A ForkedRunner for `job-run`, or None where this process must not fork:
+    it has a second thread (a fork copies only the calling one, so a lock
+    another thread holds would stay held in the child), or the fork failed."""
+    if len(os.listdir("/proc/self/task")) > 1:  # any thread, not only Python's
+        return None
+    try:
+        return ForkedRunner()
+    except OSError:
+        return None
+
+
+def _read_line(fd: int) -> bytes:
+    """One line from pipe `fd`, without its newline: b"" at end of input before one."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data[:-1]
 
 
 # Every pipe end a Spare holds, so that a child forked meanwhile (by another
@@ -304,7 +377,7 @@ def keep_warm_spare() -> None:
         _launches += 1
         if _warm is None and _launches >= 2:
             try:
-                _warm = Spare(replies=True)
+                _warm = Spare()
             except OSError:
                 pass  # no spare: the next launch starts its runner as usual
 

@@ -126,6 +126,10 @@ class Store:
         transaction: committed if it returns, rolled back if it raises."""
         return _Transaction(conn or self._conn())
 
+    def open(self) -> None:
+        """Open this thread's connection now; it is otherwise opened on first use."""
+        self._conn()
+
     def close(self) -> None:
         """Close this thread's connection (the runner does so before it forks)."""
         conn = getattr(self._local, "conn", None)

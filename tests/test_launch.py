@@ -503,7 +503,12 @@ def test_start_up_imports_stay_lean(project):
     # editable install, say, imports pathlib in every interpreter of its venv).
     at_start = set(project.python("import sys; print(' '.join(sys.modules))").stdout.split())
     ours = [name for name in NOT_AT_START_UP if name not in at_start]
-    # The runner, as a job sees it on its first line (the attempt is the runner's fork).
+    # The runner, as a job sees it on its first line (the attempt is the runner's
+    # fork): one the API spawns, and job-run's, a fork of job-run. That one also
+    # has re, which the wrapper pip writes for a console script imports first.
+    job = project.wait_final(project.submit("loaded", ours, cls="testjobs.probe.Probe"))
+    assert job.status.value == "succeeded", job.error
+    assert json.loads(job.result) == []
     job_id = int(
         project.cli(
             "job-run", "testjobs.probe.Probe", "loaded", f"--params={json.dumps(ours)}", check=True
@@ -511,7 +516,7 @@ def test_start_up_imports_stay_lean(project):
     )
     job = project.wait_final(job_id)
     assert job.status.value == "succeeded", job.error
-    assert json.loads(job.result) == []
+    assert set(json.loads(job.result)) <= {"re"}
     # job-run and job-cancel as installed, with every module each one imports
     # listed by -X importtime. The wrapper pip writes for a console script
     # imports re before our first line.
@@ -574,20 +579,62 @@ def test_callers_secrets_do_not_reach_the_job(project, tmp_path, monkeypatch):
     assert "BGJOBS_DASHBOARD_PASSWORD" not in names and "BGJOBS_LOCK_FD" not in names
 
 
-# --- job-run's spare runner -----------------------------------------------------
+# --- job-run's runner, a fork of job-run ------------------------------------------
 # These tests read the store without dispatching (project.wait_status dispatches),
-# so that only job-run, its spare runner and the waker can start a job.
+# so that only job-run, its runner and the waker can start a job.
 
 
 def _status(project, job_id: int) -> str:
     return project.job(job_id).status.value
 
 
-def test_job_run_hands_its_job_to_a_spare_runner_with_a_bare_argv(project):
-    job_id = int(project.cli("job-run", "testjobs.tasks.Tasks", "sleep", "--params=30", check=True).stdout)
-    wait_until(lambda: _status(project, job_id) == "running", what="the job to run")
-    argvs = {tuple(p.cmdline()[1:]) for p in project.processes() if RUNNER_CODE in p.cmdline()}
-    assert argvs == {("-c", RUNNER_CODE, "--spare")}  # the runner and its attempt: no params in ps
+def _running(project, job_id: int):
+    return wait_until(lambda: (j := project.job(job_id)).pid and j, what="the attempt to start")
+
+
+def test_job_run_forks_its_runner_and_titles_it_without_the_params(project, tmp_path):
+    secret = f"--params={tmp_path / 'hunter2-not-for-ps'}"
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "record_start", secret, "--params=30", check=True)
+    job_id = int(proc.stdout)
+    job = _running(project, job_id)  # job-run has exited; its output was not held open
+    runner, attempt = psutil.Process(job.runner_pid), psutil.Process(job.pid)
+    assert RUNNER_CODE not in runner.cmdline()  # forked, not spawned: no interpreter booted
+    for p in (runner, attempt):  # the runner and its attempt, as ps and top show them
+        with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+            assert f.read() == f"bgjobs.runner {job_id}\0".encode()
+        assert p.name() == "bgjobs.runner"
+    # Its own session, out of job-run's (and so out of a terminal's reach).
+    assert os.getsid(runner.pid) == runner.pid != os.getsid(0)
+    api.cancel_job(job_id, grace=0.5, config=project.config_path)
+
+
+def test_a_title_longer_than_the_command_line_is_cut_to_fit(project):
+    code = (
+        "from bgjobs import procs; ok = procs.set_title('t' * 100_000, 'a-name-longer-than-fifteen')\n"
+        "print(ok, open('/proc/self/cmdline', 'rb').read().count(b't'), open('/proc/self/comm').read())"
+    )
+    proc = project.python(code)
+    ok, kept, name = proc.stdout.split()
+    assert ok == "True" and name == "a-name-longer-t"
+    # Cut to the argv strings the kernel reads: python, -c and this code, less the final NUL.
+    assert int(kept) == len(sys.executable) + len("-c") + len(code) + 2
+
+
+def test_job_runs_forked_runner_gets_a_runners_environment(project, tmp_path):
+    out = tmp_path / "env.json"
+    env = dict(project.env, BGJOBS_DASHBOARD_PASSWORD="hunter2", BGJOBS_LOCK_FD="9")
+    proc = subprocess.run(
+        [str(BIN / "job-run"), "testjobs.tasks.Tasks", "dump_env", f"--params={out}"],
+        env=env,
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    job_id = int(proc.stdout)
+    wait_until(lambda: _status(project, job_id) == "succeeded", what="the job to run")
+    names = json.loads(out.read_text())
+    assert "BGJOBS_DASHBOARD_PASSWORD" not in names and "BGJOBS_LOCK_FD" not in names
+    assert "BGJOBS_CONFIG" in names  # as a spawned runner's
 
 
 def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
@@ -597,22 +644,56 @@ def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
         "job-run", "testjobs.tasks.Tasks", "record_start", f"--params={marker}", "--delay=1", check=True
     )
     job_id = int(proc.stdout)
-    # The spare finds nothing due, dispatches (which starts the waker) and exits.
+    # The fork records it, finds nothing due, dispatches (which starts the waker) and exits.
     wait_until(lambda: _status(project, job_id) == "succeeded", 15, what="the delayed job to run")
     assert json.loads(marker.read_text().splitlines()[0])["t"] >= before + 1
 
 
-def test_job_run_dispatches_itself_when_its_spare_is_gone(project):
+def test_a_refused_job_run_leaves_its_fork_to_exit_with_nothing_done(project):
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "_private")
+    assert proc.returncode == 2 and "private" in proc.stderr
+    # The fork had the store open (project.processes finds it by its cwd): it exits.
+    wait_until(lambda: project.processes() == [], what="job-run's fork to exit")
+    assert api.list_jobs(config=project.config_path, refresh=False) == []
+
+
+def test_job_run_records_and_dispatches_itself_when_its_fork_is_gone(project):
     code = (
-        "import os, signal; from bgjobs.spawner import Spare; from bgjobs.cli.run import main\n"
-        "spare = Spare(); os.kill(spare.pid, signal.SIGKILL); os.waitpid(spare.pid, 0)\n"
-        "main(['testjobs.tasks.Tasks', 'ok', '--params=fallback'], spare=spare)"
+        "import os, signal; from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "runner = fork_runner(); os.kill(runner.pid, signal.SIGKILL); os.waitpid(runner.pid, 0)\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=fallback'], runner)"
     )
     proc = project.python(code)
     assert proc.returncode == 0, proc.stderr
     job_id = int(proc.stdout.split()[-1])
     wait_until(lambda: _status(project, job_id) == "succeeded", what="the job to run after all")
     assert project.job(job_id).result == '"fallback"'
+
+
+def test_where_the_title_cannot_be_set_the_job_goes_to_a_spawned_runner(project):
+    # As if the kernel refused the write to /proc/self/mem: ps would show the
+    # params for the job's whole life, so the fork hands the job on.
+    code = (
+        "import bgjobs.procs; bgjobs.procs.set_title = lambda title, name: False\n"
+        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "main(['testjobs.tasks.Tasks', 'sleep', '--params=30'], fork_runner())"
+    )
+    proc = project.python(code)
+    assert proc.returncode == 0, proc.stderr
+    job_id = int(proc.stdout.split()[-1])
+    job = _running(project, job_id)
+    assert psutil.Process(job.runner_pid).cmdline()[1:] == ["-c", RUNNER_CODE, str(job_id)]
+    api.cancel_job(job_id, grace=0.5, config=project.config_path)
+
+
+def test_job_run_with_a_second_thread_does_not_fork(project):
+    code = (
+        "import threading; threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
+        "from bgjobs.spawner import fork_runner; print(fork_runner())"
+    )
+    proc = project.python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "None"
 
 
 def test_a_runner_never_has_a_thread_when_it_forks(project):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 
-# The rest of the CLI (argparse, json, ...) is imported inside the functions:
-# console() starts the spare runner first, before any of that is loaded.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .common import Command
@@ -58,9 +56,9 @@ def build_parser() -> Command:
     return p
 
 
-def main(argv: list[str] | None = None, spare=None) -> int:
-    """job-run. `spare`, if given, is a runner started ahead (spawner.Spare): it
-    is told to take the job once recorded, instead of a dispatch from here."""
+def main(argv: list[str] | None = None, runner=None) -> int:
+    """job-run. `runner`, if given, is a fork of this process made as it started
+    (spawner.ForkedRunner): it records the job and runs it."""
     from ..errors import EXIT_JOB_FAILED, EXIT_OK
     from .common import local_user, print_json, run
 
@@ -72,25 +70,31 @@ def main(argv: list[str] | None = None, spare=None) -> int:
     def body() -> int:
         from .. import api
 
-        job = api.submit(
-            args.job_class,
-            args.method,
-            args.params,
-            config=args.config,
-            priority=args.priority,
-            delay=args.delay,
-            at=args.at,
-            max_retries=args.max_retries,
-            retry_delay=args.retry_delay,
-            timeout=args.timeout,
-            source="cli",
-            user=local_user(),
-            dispatch_now=spare is None,
-        )
-        if spare is not None:
-            from ..runtime import open_runtime
+        try:
+            if runner is not None:
+                from ..runtime import open_runtime
 
-            spare.hand_over(open_runtime(args.config))
+                # It opens the store while this process checks the call. Sent
+                # once the config is read (and its parse cached), not before.
+                runner.use_config(open_runtime(args.config).config.path)
+            job = api.submit(
+                args.job_class,
+                args.method,
+                args.params,
+                config=args.config,
+                priority=args.priority,
+                delay=args.delay,
+                at=args.at,
+                max_retries=args.max_retries,
+                retry_delay=args.retry_delay,
+                timeout=args.timeout,
+                source="cli",
+                user=local_user(),
+                forked_runner=runner,
+            )
+        finally:
+            if runner is not None:
+                runner.close()  # a refused launch: the fork exits unused
         if args.wait:
             job = api.wait_for(job.id, timeout=args.wait_timeout, config=args.config)
         if args.json:
@@ -110,24 +114,23 @@ def main(argv: list[str] | None = None, spare=None) -> int:
 def console() -> None:
     """The console script's entry point."""
     argv = sys.argv[1:]
-    spare = _start_spare(argv)  # first thing: its boot overlaps all that follows
+    runner = _fork_runner(argv)  # first thing: it loads its half while this one reads and checks
     from .common import exit_now
 
-    exit_now(main(argv, spare=spare))
+    exit_now(main(argv, runner))
 
 
-def _start_spare(argv: list[str]):
-    """Start a spare runner now, so its interpreter boots while this one imports,
-    validates and records (see spawner.Spare): the job starts ~60 ms sooner on a
-    machine with a CPU to spare. Not for --help or a command that cannot launch."""
+def _fork_runner(argv: list[str]):
+    """The job's runner, forked now (spawner.ForkedRunner); None for --help or a
+    command line that cannot launch, or where this process may not fork."""
     if len([a for a in argv if not a.startswith("-")]) < 2 or {"-h", "--help"} & set(argv):
         return None
-    from ..spawner import Spare
+    # Both halves need these: loaded once, before the fork (a child copies
+    # every page an import touches, and would load them again).
+    from .. import config, job, jsonc, runtime  # noqa: F401
+    from ..spawner import fork_runner
 
-    try:
-        return Spare()
-    except OSError:
-        return None  # dispatch starts a runner as usual
+    return fork_runner()
 
 
 if __name__ == "__main__":
