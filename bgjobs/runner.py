@@ -448,7 +448,7 @@ def forked(requests: int, replies: int) -> None:
     user's params and all, for the job's whole life (procs.set_title); where
     the kernel will not let it, it hands the job to a spawned runner instead.
     It gets the environment a spawned runner would."""
-    code = 0
+    code, rt = 0, None
     try:
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
@@ -486,6 +486,11 @@ def forked(requests: int, replies: int) -> None:
         code = 1
         print(f"bgjobs: runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
     finally:
+        if rt is not None:
+            # As a spawned runner's exit does: the last connection to close
+            # checkpoints the log, so the next process to open the store does
+            # not have to read all of it first.
+            rt.store.close()
         os._exit(code)
 
 
