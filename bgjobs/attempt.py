@@ -21,6 +21,9 @@ MAX_REPORT = 60 * 1024  # stays below a pipe's buffer, so the write never blocks
 def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, parent: int) -> None:
     code, report = 1, {"ok": False}
     try:
+        # Until the job's own handler is in (context.enter), a cancel's SIGTERM
+        # must stop the attempt: the runner's handler, inherited, only sets a flag.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.setpgid(0, 0)
         procs.kill_me_when_closed(lifeline_fd, signal.SIGKILL)  # the runner holds the other end
         if os.getppid() != parent:

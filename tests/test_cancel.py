@@ -67,6 +67,37 @@ def test_except_exception_does_not_swallow_cancel_and_finally_runs(project, tmp_
     assert result.job.exception is None or result.job.status.value == "cancelled"
 
 
+SLOW_IMPORT = """
+import os, time
+from pathlib import Path
+
+if os.getpid() != int(os.environ["SLOW_IMPORT_CALLER"]):  # in the attempt, not when checked
+    Path(os.environ["SLOW_IMPORT_READY"]).write_text("importing")
+    time.sleep(60)  # a module that takes long to import: the job's own handler is not in yet
+
+
+class Slow:
+    def run(self) -> None:
+        pass
+"""
+
+
+def test_a_cancel_before_the_job_has_begun_is_not_a_kill_after_the_grace(project, tmp_path, monkeypatch):
+    # While the attempt still imports the job's module, a cancel's SIGTERM must
+    # stop it: the runner's handler it inherited would only set a flag, and the
+    # cancel would wait out the grace period, then SIGKILL.
+    (project.root / "testjobs" / "slow.py").write_text(SLOW_IMPORT)
+    project.write_config(allowed_classes=["testjobs.slow.Slow"])
+    ready = tmp_path / "ready"
+    monkeypatch.setenv("SLOW_IMPORT_READY", str(ready))
+    monkeypatch.setenv("SLOW_IMPORT_CALLER", str(os.getpid()))
+    job_id = project.submit("run", cls="testjobs.slow.Slow")
+    wait_until(ready.exists, what="the attempt to begin importing the job's module")
+    api.cancel_job(job_id, grace=60, config=project.config_path)  # returns once final
+    job = project.job(job_id)
+    assert job.status.value == "cancelled" and job.exit_signal == signal.SIGTERM
+
+
 def test_cooperative_job_stops_at_its_own_check(project, tmp_path):
     ready, sentinel = tmp_path / "ready", tmp_path / "sentinel"
     job_id = project.submit("loop", str(ready), str(sentinel), cls="testjobs.tasks.Cooperative")
