@@ -40,6 +40,11 @@ class Runner:
         self.sigterm = False
         self.dispatch_after_start = dispatch_after_start  # once, when the next attempt has started
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # What the caller may have left set for its children: an ignored SIGCHLD
+        # would reap attempts before we can wait for them, and a blocked signal
+        # would keep a cancel (and, in the job, anything else) from landing.
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)

@@ -696,6 +696,19 @@ def test_job_run_with_a_second_thread_does_not_fork(project):
     assert proc.stdout.strip() == "None"
 
 
+def test_a_job_run_started_with_sigchld_ignored_still_sees_its_job_succeed(project):
+    # An ignored SIGCHLD is inherited across exec; a runner that kept it would
+    # find its attempt already reaped, and take a succeeded job for lost.
+    code = (
+        "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        f"os.execv({str(BIN / 'job-run')!r}, ['job-run', 'testjobs.tasks.Tasks', 'ok', '--wait'])"
+    )
+    proc = project.python(code)
+    assert proc.returncode == 0, proc.stderr
+    job_id, status = proc.stdout.split()
+    assert status == "succeeded" and project.job(int(job_id)).attempt == 1
+
+
 def test_a_runner_never_has_a_thread_when_it_forks(project):
     # After a second, the runner starts the waker as its watchdog. It reaps it in
     # its own loop: a thread in a process that forks attempts would be unsafe.
