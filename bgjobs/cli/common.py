@@ -173,11 +173,12 @@ def exit_now(code: int) -> None:
     changes is committed when it returns; the interpreter's teardown (and the
     checkpoint SQLite runs when the last connection closes) would only add to
     the wait of whoever called the command."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:  # None: the command was started with that fd closed
+                stream.flush()
+        except BrokenPipeError:
+            pass
     os._exit(code)
 
 
