@@ -15,6 +15,10 @@ from .errors import RejectedError
 from .job import Job, iso
 from .runtime import Runtime
 
+TYPE_CHECKING = False  # typing itself is kept out of the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def submit(
     rt: Runtime,
@@ -84,7 +88,7 @@ def submit(
     values["class"] = values.pop("class_path")
     request = dict(values=values, run_after=run_after, source=source, user=user, retry_of=retry_of)
     if forked_runner is not None and dispatch_now:
-        row = forked_runner.record(request)
+        row = forked_runner.record(rt, request)
         if row is not None:
             return row
     row = record(rt, **request)
@@ -94,10 +98,20 @@ def submit(
 
 
 def record(
-    rt: Runtime, values: dict, *, run_after: float, source: str, user: str | None, retry_of: int | None
+    rt: Runtime,
+    values: dict,
+    *,
+    run_after: float,
+    source: str,
+    user: str | None,
+    retry_of: int | None,
+    on_insert: Callable[[int], object] | None = None,
 ) -> Job:
-    """Insert a checked job (`values`, as submit builds them) as a queued row, and log it."""
-    row = rt.store.insert(**values, run_after=run_after, source=source, user=user, retry_of=retry_of)
+    """Insert a checked job (`values`, as submit builds them) as a queued row, and
+    log it. `on_insert(id)` is called before the row is committed."""
+    row = rt.store.insert(
+        **values, run_after=run_after, source=source, user=user, retry_of=retry_of, on_insert=on_insert
+    )
     when = "" if run_after <= time.time() else f", not before {iso(run_after)}"
     rt.log.emit(
         "queued",

@@ -61,6 +61,32 @@ def set_title(title: str, name: str) -> bool:
         return False
 
 
+def erase_environ(names) -> bool:
+    """Erase `names` (their NAME=value strings) from this process's environment
+    as the kernel shows it (/proc/PID/environ, `ps e`): the strings it started
+    with, in its own memory, which a fork's children inherit. For a process
+    forked from one whose secrets its children must not see. Only names already
+    gone from os.environ (and so from the C library's list) may be erased.
+    True once none of them is left there; False if the kernel refused."""
+    rest = _stat("self")
+    prefixes = tuple(name.encode() + b"=" for name in names)
+    try:
+        start, end = int(rest[47]), int(rest[48])  # env_start, env_end: fields 50 and 51
+        fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            at = start
+            for entry in os.pread(fd, end - start, start).split(b"\0"):
+                if entry.startswith(prefixes):
+                    os.pwrite(fd, bytes(len(entry)), at)
+                at += len(entry) + 1
+        finally:
+            os.close(fd)
+        with open("/proc/self/environ", "rb") as f:
+            return not any(entry.startswith(prefixes) for entry in f.read().split(b"\0"))
+    except (OSError, TypeError, ValueError, IndexError):
+        return False
+
+
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None if it is gone."""
     rest = _stat(pid)

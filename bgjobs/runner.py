@@ -436,42 +436,45 @@ def _spare() -> int:
     return _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
 
 
-def forked(requests: int, replies: int) -> None:
-    """The child side of spawner.ForkedRunner: job-run's runner, forked from
-    it as it starts. Never returns.
+def forked(requests: int, replies: int) -> int:
+    """The child side of spawner.ForkedRunner: job-run's runner, forked from it
+    as it starts (and detached from its session and output). Returns the exit
+    code; the caller exits with it.
 
-    It leaves job-run's session and output first: a terminal's signals must
-    not reach it, and whoever reads job-run's output must not wait for it.
     While job-run reads its command line and checks the call, it loads what a
-    runner needs, and opens the store once `requests` names the config file.
-    Then it reads the checked job there (end of input: the launch was refused,
-    or job-run is gone; it exits having done nothing), records it, sends the
-    row on `replies`, and claims the next due job, as a spare does. If it
-    cannot record the job, it says nothing, and job-run records it itself.
+    runner needs. The first line on `requests` is job-run's config: it opens
+    the store (if there is one already: a refused launch must not create it).
+    The second is the checked call (end of input instead: the launch was
+    refused, or job-run is gone; it exits having done nothing). It records the
+    job, sending on `replies` the new row's id before the commit and the row
+    after it, and claims the next due job, as a spare does. It records nothing
+    if it reads the config differently from job-run (the file changed between
+    the two reads): job-run then records the job itself.
 
-    It puts a title of its own where `ps` would show job-run's argv, the
-    user's params and all, for the job's whole life (procs.set_title); where
-    the kernel will not let it, it hands the job to a spawned runner instead.
-    It gets the environment a spawned runner would."""
-    code, rt = 0, None
+    It puts a title of its own where `ps` would show job-run's argv, the user's
+    params and all, for the job's whole life (procs.set_title), and gets the
+    environment a spawned runner would, with the caller's secrets erased from
+    what /proc shows too (procs.erase_environ). If the kernel will not let it
+    do either, it hands the job to a spawned runner."""
+    spawner.reap_in_loop()  # it may start a waker or runners, and forks attempts
+    from . import attempt, launcher  # noqa: F401 - loaded while job-run checks the call
+
+    rt, recorded = None, False
     try:
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        spawner.reap_in_loop()  # it may start a waker or runners, and forks attempts
-        from . import attempt, launcher  # noqa: F401 - loaded while job-run checks the call
-
         with open(requests, "rb") as lines:
             config = lines.readline()
-            rt = open_runtime(jsonc.loads(config)) if config.endswith(b"\n") else None
-            if rt is not None:
-                rt.store.open()
+            if config.endswith(b"\n"):
+                config = jsonc.loads(config)
+                rt = open_runtime(config["path"])
+                if repr(rt.config) != config["expect"]:
+                    return 0  # job-run records the job itself, as it read the config
+                if os.path.exists(rt.config.db_path):
+                    rt.store.open()
             request = lines.readline()
         if rt is None or not request.endswith(b"\n"):
-            return  # no launch on job-run's command line, or a refused one
-        row = launcher.record(rt, **jsonc.loads(request))
+            return 0  # no launch on job-run's command line, or a refused one
+        row = launcher.record(rt, **jsonc.loads(request), on_insert=lambda i: _send(replies, b"%d" % i))
+        recorded = True
         _send(replies, jsonc.dumps({**row._asdict(), "status": row.status.value}).encode())
         os.close(replies)
         _set_environ(rt.spawner.runner_env())
@@ -479,24 +482,29 @@ def forked(requests: int, replies: int) -> None:
         claimed = launcher.claim(rt, limit=1)
         if not claimed:
             launcher.dispatch(rt)  # nothing it may take now (delayed, or no free slot)
-            return
+            return 0
         job, lock_fd = claimed[0]
         sys.argv = ["-c", str(job.id)]  # as a spawned runner's
-        if not procs.set_title(f"bgjobs.runner {job.id}", "bgjobs.runner"):
+        shown = procs.set_title(f"bgjobs.runner {job.id}", "bgjobs.runner")
+        if not (shown and procs.erase_environ(spawner.PRIVATE_ENV)):
             launcher.start_runner(rt, job, lock_fd)
             launcher.dispatch(rt)
-            return
-        code = _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
-    except BaseException as exc:  # noqa: BLE001 - job-run, or the next dispatch, settles its job
-        code = 1
+            return 0
+        return _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
+    except BaseException as exc:  # noqa: BLE001
         print(f"bgjobs: runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
+        if recorded:  # job-run has gone on: the job must not wait for the next dispatch
+            try:
+                launcher.dispatch(rt)
+            except Exception:  # noqa: BLE001, S110 - the waker or the next command will
+                pass
+        return 1
     finally:
         if rt is not None:
             # As a spawned runner's exit does: the last connection to close
             # checkpoints the log, so the next process to open the store does
             # not have to read all of it first.
             rt.store.close()
-        os._exit(code)
 
 
 def _send(fd: int, line: bytes) -> None:

@@ -190,12 +190,12 @@ class ForkedRunner:
     running a job need (the store, the event log, the runner). No interpreter
     boots for the job, and job-run never opens the store itself.
 
-    Job-run sends it two lines: the config file (`use_config`, once the
-    command line is read), so that it opens the store meanwhile; then the
-    checked call (`record`). It inserts the row, replies with it, and becomes
-    the runner of the next due job (see runner.forked). A refused launch only
-    closes the pipe: the fork reads end of input and exits having done
-    nothing.
+    Job-run sends it two lines (runner.forked): the config file with the
+    config as job-run read it (`use_config`), so that it opens the store
+    meanwhile; then the checked call (`record`). It inserts the row, sends its
+    id before the commit and the row after it, and becomes the runner of the
+    next due job. A refused launch only closes the pipe: the fork reads end of
+    input and exits having done nothing.
     """
 
     def __init__(self) -> None:
@@ -209,41 +209,68 @@ class ForkedRunner:
             self.close()
             raise
         if self.pid == 0:
-            os.close(self._fd)
-            os.close(self._replies)
-            from .runner import forked
+            # The child never returns into job-run's code, whatever happens
+            # (a second job-run would record the job again).
+            code = 1
+            try:
+                os.setsid()  # first: out of reach of a terminal's Ctrl-C
+                os.close(self._fd)  # job-run's ends: with them open, it would never see end of input
+                os.close(self._replies)
+                requests, replies = _detach(read_fd, reply_w)
+                from .runner import forked
 
-            forked(read_fd, reply_w)  # never returns
+                code = forked(requests, replies)
+            except BaseException:  # noqa: BLE001, S110 - job-run records the job itself
+                pass
+            finally:
+                os._exit(code)
         os.close(read_fd)
         os.close(reply_w)
 
-    def use_config(self, config: str | None) -> None:
-        """Tell it the config file (None: the default one), so it opens the store."""
+    def use_config(self, config: Config) -> None:
+        """Tell it the config (as read here), so it opens the store meanwhile."""
         from . import jsonc
 
-        if not _write_all(self._fd, (jsonc.dumps(config) + "\n").encode()):
+        line = jsonc.dumps({"path": config.path, "expect": repr(config)}) + "\n"
+        if not _write_all(self._fd, line.encode()):
             self.close()  # gone: record() says so
 
-    def record(self, request: dict) -> Job | None:
+    def record(self, rt, request: dict) -> Job | None:
         """Have the fork record the checked job `request` (launcher.record's
-        arguments) and run the next due job. Returns the recorded row, or None
-        if the fork is gone, or could not record it: then the caller records
-        and dispatches itself (and meets the error, if it was the store's)."""
+        arguments) in `rt`'s store and run the next due job. Returns the row;
+        None if the fork did not record it (it is gone, or it reads the config
+        differently): then the caller records and dispatches itself."""
         from . import jsonc
 
         if self._fd < 0:
             return None
         try:
             sent = _write_all(self._fd, (jsonc.dumps(request) + "\n").encode())
-            reply = _read_line(self._replies) if sent else b""
+            with open(self._replies, "rb", closefd=False) as replies:
+                inserted = replies.readline() if sent else b""
+                row = replies.readline() if inserted.endswith(b"\n") else b""
         finally:
             self.close()
-        if not reply:
-            return None
-        from .job import Job, Status
+        if row.endswith(b"\n"):
+            from .job import Job, Status
 
-        row = jsonc.loads(reply)
-        return Job(**{**row, "params": tuple(row["params"]), "status": Status(row["status"])})
+            values = jsonc.loads(row)
+            return Job(**{**values, "params": tuple(values["params"]), "status": Status(values["status"])})
+        if not inserted.endswith(b"\n"):
+            return None  # it inserted nothing: a row it had begun was rolled back with it
+        # It died between its insert and its reply: the row is there if the
+        # commit was, and then nobody runs it unless we dispatch.
+        job = rt.store.get(int(inserted))
+        if job is not None:
+            from .launcher import dispatch
+
+            dispatch(rt)
+        return job
+
+    def reap_when_done(self) -> None:
+        """For a caller that outlives the launch (`job-run --wait`): collect the
+        fork when it exits, rather than leave a zombie until the caller exits."""
+        _reaper.track(self.pid)
 
     def close(self) -> None:
         for name in ("_fd", "_replies"):
@@ -251,6 +278,26 @@ class ForkedRunner:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, name, -1)
+
+
+def _detach(*pipes: int) -> list[int]:
+    """In job-run's fork: fds 0 to 2 from and to /dev/null (whoever reads
+    job-run's output must not wait for the fork), the `pipes` kept above them
+    (job-run may have started with one of 0 to 2 closed, and a pipe took it)."""
+    import fcntl
+
+    kept = []
+    for fd in pipes:
+        if fd <= 2:
+            fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        kept.append(fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd != null:
+            os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    return kept
 
 
 def fork_runner() -> ForkedRunner | None:
@@ -263,17 +310,6 @@ def fork_runner() -> ForkedRunner | None:
         return ForkedRunner()
     except OSError:
         return None
-
-
-def _read_line(fd: int) -> bytes:
-    """One line from pipe `fd`, without its newline: b"" at end of input before one."""
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b""
-        data += chunk
-    return data[:-1]
 
 
 # Every pipe end a Spare holds, so that a child forked meanwhile (by another

@@ -221,8 +221,9 @@ class Store:
 
     # --- transitions --------------------------------------------------------
 
-    def insert(self, **values) -> Job:
-        """queued: a new row. `values` hold the validated spec and its policy."""
+    def insert(self, *, on_insert: Callable[[int], object] | None = None, **values) -> Job:
+        """queued: a new row. `values` hold the validated spec and its policy.
+        `on_insert(id)` is called with the new row's id before it is committed."""
         now = time.time()
         values = dict(values)
         values["params"] = jsonc.dumps(list(values["params"]))
@@ -235,6 +236,8 @@ class Store:
                 [values[c] for c in cols],
             )
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (cur.lastrowid,)).fetchone()
+            if on_insert is not None:
+                on_insert(cur.lastrowid)
         return Job.from_row(row)
 
     def claim_due(

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from bgjobs import api, spawner
+from bgjobs.config import load_config
 from bgjobs.spawner import RUNNER_CODE, WAKER_CODE
 from tests.conftest import BIN, gone_or_zombie, wait_until
 
@@ -620,21 +621,46 @@ def test_a_title_longer_than_the_command_line_is_cut_to_fit(project):
     assert int(kept) == len(sys.executable) + len("-c") + len(code) + 2
 
 
-def test_job_runs_forked_runner_gets_a_runners_environment(project, tmp_path):
-    out = tmp_path / "env.json"
-    env = dict(project.env, BGJOBS_DASHBOARD_PASSWORD="hunter2", BGJOBS_LOCK_FD="9")
+def _job_run(project, *args: str, env: dict | None = None, shell_redirect: str = "") -> str:
+    """job-run's stdout, run with `env` added (and, through sh, a redirection such as `<&-`)."""
+    argv = [str(BIN / "job-run"), *args]
+    if shell_redirect:
+        argv = ["sh", "-c", f'exec "$@" {shell_redirect}', "sh", *argv]
     proc = subprocess.run(
-        [str(BIN / "job-run"), "testjobs.tasks.Tasks", "dump_env", f"--params={out}"],
-        env=env,
-        cwd=project.root,
-        capture_output=True,
-        text=True,
+        argv, env={**project.env, **(env or {})}, cwd=project.root, capture_output=True, text=True
     )
-    job_id = int(proc.stdout)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def test_job_runs_forked_runner_gets_a_runners_environment(project, tmp_path):
+    out, proc_out = tmp_path / "env.json", tmp_path / "proc-environ.json"
+    secrets = {"BGJOBS_DASHBOARD_PASSWORD": "hunter2", "BGJOBS_LOCK_FD": "9"}
+    job_id = int(_job_run(project, "testjobs.tasks.Tasks", "dump_env", f"--params={out}", env=secrets))
     wait_until(lambda: _status(project, job_id) == "succeeded", what="the job to run")
     names = json.loads(out.read_text())
     assert "BGJOBS_DASHBOARD_PASSWORD" not in names and "BGJOBS_LOCK_FD" not in names
     assert "BGJOBS_CONFIG" in names  # as a spawned runner's
+    # Nor in the environment /proc shows (and `ps e`): what job-run started with,
+    # in memory the fork and its attempt inherit.
+    job_id = int(
+        _job_run(project, "testjobs.tasks.Tasks", "dump_proc_environ", f"--params={proc_out}", env=secrets)
+    )
+    wait_until(lambda: _status(project, job_id) == "succeeded", what="the job to run")
+    seen = json.loads(proc_out.read_text())
+    assert set(seen) == {"attempt", "runner"}
+    for environ in seen.values():
+        assert "hunter2" not in environ and "BGJOBS_DASHBOARD_PASSWORD" not in environ
+        assert f"BGJOBS_CONFIG={project.config_path}" in environ
+
+
+def test_job_run_forks_with_a_standard_fd_closed_and_exits_cleanly_without_stdout(project):
+    # A pipe made while fd 0 is closed takes it; the fork keeps its pipes above 2.
+    job_id = int(_job_run(project, "testjobs.tasks.Tasks", "sleep", "--params=30", shell_redirect="<&-"))
+    job = _running(project, job_id)
+    assert psutil.Process(job.runner_pid).name() == "bgjobs.runner"  # forked, not the fallback
+    api.cancel_job(job_id, grace=0.5, config=project.config_path)
+    assert _job_run(project, "testjobs.tasks.Tasks", "ok", "--wait", shell_redirect=">&-") == ""
 
 
 def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
@@ -650,11 +676,70 @@ def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
 
 
 def test_a_refused_job_run_leaves_its_fork_to_exit_with_nothing_done(project):
+    db = load_config(project.config_path).db_path
     proc = project.cli("job-run", "testjobs.tasks.Tasks", "_private")
     assert proc.returncode == 2 and "private" in proc.stderr
-    # The fork had the store open (project.processes finds it by its cwd): it exits.
     wait_until(lambda: project.processes() == [], what="job-run's fork to exit")
+    assert not os.path.exists(db)  # the fork opens the store only if there is one already
     assert api.list_jobs(config=project.config_path, refresh=False) == []
+    project.wait_final(project.submit("ok"))  # now there is one
+    proc = project.cli("job-run", "testjobs.tasks.Tasks", "_private")
+    assert proc.returncode == 2
+    wait_until(lambda: project.processes() == [], what="job-run's fork to exit")
+    assert len(api.list_jobs(config=project.config_path, refresh=False)) == 1
+
+
+def _single_job(project, proc) -> int:
+    """The id job-run printed, once it has run; the only row in the store."""
+    assert proc.returncode == 0, proc.stderr
+    job_id = int(proc.stdout)  # one id, once: no second job-run printed one
+    wait_until(lambda: _status(project, job_id) == "succeeded", what="the job to run after all")
+    assert [job.id for job in api.list_jobs(config=project.config_path, refresh=False)] == [job_id]
+    return job_id
+
+
+def test_a_fork_that_fails_before_it_starts_exits_and_never_acts_as_job_run(project):
+    # An import error in the child, before the runner's code has begun: the
+    # child must exit, never go on in job-run's code (it would record it again).
+    code = (
+        "import sys; from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "sys.modules['bgjobs.runner'] = None\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork_runner())"
+    )
+    _single_job(project, project.python(code))
+
+
+@pytest.mark.parametrize("dies", ["before its commit", "after its commit"])
+def test_a_fork_that_dies_around_its_insert_leaves_one_job_that_runs(project, dies):
+    # The fork sends the row's id before its commit and the row after it. If it
+    # dies in between, job-run finds the row if it was committed (and
+    # dispatches it), or records the job itself: never twice, never not at all.
+    nth = 1 if dies == "before its commit" else 2  # _send: 1 the id, 2 the row
+    code = (
+        "import os; import bgjobs.runner as runner\n"
+        "send, sent = runner._send, []\n"
+        "def dying_send(fd, line):\n"
+        "    sent.append(line)\n"
+        "    if len(sent) == 1: send(fd, line)\n"
+        f"    if len(sent) == {nth}: os._exit(9)\n"
+        "runner._send = dying_send\n"
+        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork_runner())"
+    )
+    _single_job(project, project.python(code))
+
+
+def test_a_fork_that_reads_the_config_differently_records_nothing(project):
+    # The file changed between job-run's read and the fork's: job-run records.
+    code = (
+        "from bgjobs import launcher; from bgjobs.runtime import open_runtime\n"
+        "from bgjobs.spawner import fork_runner\n"
+        f"runner, rt = fork_runner(), open_runtime({str(project.config_path)!r})\n"
+        "runner.use_config(rt.config._replace(max_concurrent=99))\n"
+        "job = launcher.submit(rt, 'testjobs.tasks.Tasks', 'ok', ['once'], forked_runner=runner)\n"
+        "print(job.id)"
+    )
+    _single_job(project, project.python(code))
 
 
 def test_job_run_records_and_dispatches_itself_when_its_fork_is_gone(project):
@@ -707,6 +792,22 @@ def test_a_job_run_started_with_sigchld_ignored_still_sees_its_job_succeed(proje
     assert proc.returncode == 0, proc.stderr
     job_id, status = proc.stdout.split()
     assert status == "succeeded" and project.job(int(job_id)).attempt == 1
+
+
+def test_job_run_wait_reaps_a_fork_that_is_done_before_the_job(project):
+    # A delayed job: the fork records it and exits; job-run waits on.
+    proc = subprocess.Popen(
+        [str(BIN / "job-run"), "testjobs.tasks.Tasks", "ok", "--delay=3", "--wait"],
+        env=project.env,
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    job_run = psutil.Process(proc.pid)
+    wait_until(lambda: job_run.children(), what="job-run's fork")
+    wait_until(lambda: job_run.children() == [], what="the fork to be reaped, not left a zombie")
+    assert proc.poll() is None  # job-run still waits
+    assert proc.communicate(timeout=30)[0].split()[1] == "succeeded"
 
 
 def test_a_runner_never_has_a_thread_when_it_forks(project):

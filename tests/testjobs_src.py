@@ -49,6 +49,14 @@ class Tasks(Base):
     def dump_env(self, path: str) -> None:
         Path(path).write_text(json.dumps(sorted(os.environ)))
 
+    def dump_proc_environ(self, path: str) -> None:
+        # The environment as /proc shows it (and ps e), of this attempt and its runner.
+        seen = {}
+        for who, pid in (("attempt", os.getpid()), ("runner", os.getppid())):
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                seen[who] = f.read().decode(errors="replace")
+        Path(path).write_text(json.dumps(seen))
+
     def fail(self, message: str = "boom") -> None:
         raise ValueError(message)
 

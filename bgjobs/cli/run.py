@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None, runner=None) -> int:
 
                 # It opens the store while this process checks the call. Sent
                 # once the config is read (and its parse cached), not before.
-                runner.use_config(open_runtime(args.config).config.path)
+                runner.use_config(open_runtime(args.config).config)
             job = api.submit(
                 args.job_class,
                 args.method,
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None, runner=None) -> int:
             if runner is not None:
                 runner.close()  # a refused launch: the fork exits unused
         if args.wait:
+            if runner is not None:
+                runner.reap_when_done()
             job = api.wait_for(job.id, timeout=args.wait_timeout, config=args.config)
         if args.json:
             print_json(job.to_dict())
