@@ -441,9 +441,9 @@ def forked(requests: int, replies: int) -> int:
     as it starts (and detached from its session and output). Returns the exit
     code; the caller exits with it.
 
-    While job-run reads its command line and checks the call, it loads what a
-    runner needs. The first line on `requests` is job-run's config: it opens
-    the store (if there is one already: a refused launch must not create it).
+    The first line on `requests` is job-run's config: it opens the store (if
+    there is one already: a refused launch must not create it) while job-run
+    checks the call.
     The second is the checked call (end of input instead: the launch was
     refused, or job-run is gone; it exits having done nothing). It records the
     job, sending on `replies` the new row's id before the commit and the row
@@ -457,7 +457,7 @@ def forked(requests: int, replies: int) -> int:
     what /proc shows too (procs.erase_environ). If the kernel will not let it
     do either, it hands the job to a spawned runner."""
     spawner.reap_in_loop()  # it may start a waker or runners, and forks attempts
-    from . import attempt, launcher  # noqa: F401 - loaded while job-run checks the call
+    from . import launcher  # loaded before the fork (see cli.run)
 
     rt, recorded = None, False
     try:

@@ -184,11 +184,9 @@ class Spare:
 
 class ForkedRunner:
     """`job-run`'s runner: a fork of job-run, made first thing, while it has one
-    thread and next to nothing imported. The two then load side by side:
-    job-run what reading its command line and checking the call need (the
-    config, the allowlist, the job's module), the fork what recording and
-    running a job need (the store, the event log, the runner). No interpreter
-    boots for the job, and job-run never opens the store itself.
+    thread and only the runner's modules loaded. No interpreter boots for the
+    job. While job-run reads its command line and checks the call (importing
+    the job's module), the fork opens the store; job-run never opens it.
 
     Job-run sends it two lines (runner.forked): the config file with the
     config as job-run read it (`use_config`), so that it opens the store

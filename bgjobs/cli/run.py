@@ -127,9 +127,9 @@ def _fork_runner(argv: list[str]):
     command line that cannot launch, or where this process may not fork."""
     if len([a for a in argv if not a.startswith("-")]) < 2 or {"-h", "--help"} & set(argv):
         return None
-    # Both halves need these: loaded once, before the fork (a child copies
-    # every page an import touches, and would load them again).
-    from .. import config, job, jsonc, runtime  # noqa: F401
+    # The runner's modules are loaded before the fork, not in it: an import in
+    # a fork also copies every page it touches, and costs it about half again.
+    from .. import attempt, launcher, runner, runtime  # noqa: F401
     from ..spawner import fork_runner
 
     return fork_runner()
