@@ -22,8 +22,10 @@ def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, pare
     code, report = 1, {"ok": False}
     try:
         # Until the job's own handler is in (context.enter), a cancel's SIGTERM
-        # must stop the attempt: the runner's handler, inherited, only sets a flag.
+        # must stop the attempt: the runner's handler, inherited, only sets a
+        # flag. The runner forked us with SIGTERM blocked, so none was lost.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         os.setpgid(0, 0)
         procs.kill_me_when_closed(lifeline_fd, signal.SIGKILL)  # the runner holds the other end
         if os.getppid() != parent:

@@ -77,7 +77,9 @@ def erase_environ(names) -> bool:
             at = start
             for entry in os.pread(fd, end - start, start).split(b"\0"):
                 if entry.startswith(prefixes):
-                    os.pwrite(fd, bytes(len(entry)), at)
+                    # A filler with no "=", not NULs: two NULs in a row end the
+                    # block for some readers (psutil), hiding what follows.
+                    os.pwrite(fd, b"-" * len(entry), at)
                 at += len(entry) + 1
         finally:
             os.close(fd)

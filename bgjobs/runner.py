@@ -43,11 +43,12 @@ class Runner:
         # What the caller may have left set for its children: an ignored SIGCHLD
         # would reap attempts before we can wait for them, and a blocked signal
         # would keep a cancel (and, in the job, anything else) from landing.
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        # The mask is cleared last: a SIGTERM pending meanwhile meets our handler.
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
     def _on_signal(self, signum, frame) -> None:
         self.sigterm = True  # acted on in the wait loop; handlers only set flags
@@ -111,7 +112,15 @@ class Runner:
         me = os.getpid()
         # The child never touches the store: SQLite connections must not cross
         # a fork, so progress comes back to us on a pipe and we write it.
-        pid = os.fork()
+        # SIGTERM is blocked across the fork: one that reached the child before
+        # it set its own disposition would meet our handler there, and be lost.
+        term, pid = {signal.SIGTERM}, -1
+        signal.pthread_sigmask(signal.SIG_BLOCK, term)
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, term)
         if pid == 0:
             os.close(result_r)
             os.close(progress_r)
@@ -459,7 +468,7 @@ def forked(requests: int, replies: int) -> int:
     spawner.reap_in_loop()  # it may start a waker or runners, and forks attempts
     from . import launcher  # loaded before the fork (see cli.run)
 
-    rt, recorded = None, False
+    rt, recorded, pending = None, False, None
     try:
         with open(requests, "rb") as lines:
             config = lines.readline()
@@ -483,18 +492,25 @@ def forked(requests: int, replies: int) -> int:
         if not claimed:
             launcher.dispatch(rt)  # nothing it may take now (delayed, or no free slot)
             return 0
-        job, lock_fd = claimed[0]
+        ((job, lock_fd),) = claimed
+        pending = (job, lock_fd)  # claimed, not yet in the runner's hands
         sys.argv = ["-c", str(job.id)]  # as a spawned runner's
         shown = procs.set_title(f"bgjobs.runner {job.id}", "bgjobs.runner")
         if not (shown and procs.erase_environ(spawner.PRIVATE_ENV)):
+            pending = None
             launcher.start_runner(rt, job, lock_fd)
             launcher.dispatch(rt)
             return 0
-        return _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
+        runner = Runner(rt, dispatch_after_start=True)
+        pending = None
+        return _chain(runner, job.id, lock_fd)
     except BaseException as exc:  # noqa: BLE001
         print(f"bgjobs: runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
         if recorded:  # job-run has gone on: the job must not wait for the next dispatch
             try:
+                if pending is not None:  # queued again, not found lost a moment later
+                    rt.store.unclaim(pending[0].id, f"its runner failed before it began: {exc!r}")
+                    os.close(pending[1])
                 launcher.dispatch(rt)
             except Exception:  # noqa: BLE001, S110 - the waker or the next command will
                 pass

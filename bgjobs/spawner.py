@@ -257,12 +257,21 @@ class ForkedRunner:
         if not inserted.endswith(b"\n"):
             return None  # it inserted nothing: a row it had begun was rolled back with it
         # It died between its insert and its reply: the row is there if the
-        # commit was, and then nobody runs it unless we dispatch.
+        # commit was, and then nobody runs it unless we dispatch. If the commit
+        # was not, another launch may have the same id since: a row is ours only
+        # if it is this call, at the start time we chose (a float of our clock).
         job = rt.store.get(int(inserted))
-        if job is not None:
-            from .launcher import dispatch
+        values = request["values"]
+        if job is None or (job.class_path, job.method, list(job.params), job.run_after) != (
+            values["class"],
+            values["method"],
+            list(values["params"]),
+            request["run_after"],
+        ):
+            return None
+        from .launcher import dispatch
 
-            dispatch(rt)
+        dispatch(rt)
         return job
 
     def reap_when_done(self) -> None:
@@ -295,6 +304,11 @@ def _detach(*pipes: int) -> list[int]:
             os.dup2(null, fd)
     if null > 2:
         os.close(null)
+    # A stream job-run started without is None in Python: the runner, and the
+    # job, write to theirs (once the job's output file is behind fds 1 and 2).
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 - for the process's life
     return kept
 
 

@@ -626,8 +626,9 @@ def _job_run(project, *args: str, env: dict | None = None, shell_redirect: str =
     argv = [str(BIN / "job-run"), *args]
     if shell_redirect:
         argv = ["sh", "-c", f'exec "$@" {shell_redirect}', "sh", *argv]
+    # `env` first: what comes after a variable the fork erases must still be read.
     proc = subprocess.run(
-        argv, env={**project.env, **(env or {})}, cwd=project.root, capture_output=True, text=True
+        argv, env={**(env or {}), **project.env}, cwd=project.root, capture_output=True, text=True
     )
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     return proc.stdout
@@ -651,7 +652,11 @@ def test_job_runs_forked_runner_gets_a_runners_environment(project, tmp_path):
     assert set(seen) == {"attempt", "runner"}
     for environ in seen.values():
         assert "hunter2" not in environ and "BGJOBS_DASHBOARD_PASSWORD" not in environ
-        assert f"BGJOBS_CONFIG={project.config_path}" in environ
+        # Read as psutil reads it, to the first empty entry: nothing after the
+        # erased one is hidden.
+        entries = environ.split("\0")
+        entries = entries[: entries.index("")] if "" in entries else entries
+        assert f"BGJOBS_CONFIG={project.config_path}" in entries
 
 
 def test_job_run_forks_with_a_standard_fd_closed_and_exits_cleanly_without_stdout(project):
@@ -660,7 +665,15 @@ def test_job_run_forks_with_a_standard_fd_closed_and_exits_cleanly_without_stdou
     job = _running(project, job_id)
     assert psutil.Process(job.runner_pid).name() == "bgjobs.runner"  # forked, not the fallback
     api.cancel_job(job_id, grace=0.5, config=project.config_path)
-    assert _job_run(project, "testjobs.tasks.Tasks", "ok", "--wait", shell_redirect=">&-") == ""
+    # Without stdout or stderr, Python's stream is None: the fork makes its own,
+    # and runs the job (whose output still goes to its file), not lost and retried.
+    for closed in (">&-", "2>&-"):
+        out = _job_run(project, "testjobs.tasks.Tasks", "print_lines", "--wait", shell_redirect=closed)
+        job = api.list_jobs(config=project.config_path, refresh=False)[0]
+        assert out == ("" if closed == ">&-" else f"{job.id} succeeded\n")
+        assert job.status.value == "succeeded" and job.attempt == 1
+        assert "line 0" in (project.root / "logs" / "jobs" / f"{job.id}.out").read_text()
+    assert "lost" not in {r["event"] for r in project.records()}
 
 
 def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
@@ -727,6 +740,35 @@ def test_a_fork_that_dies_around_its_insert_leaves_one_job_that_runs(project, di
         "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork_runner())"
     )
     _single_job(project, project.python(code))
+
+
+def test_a_fork_that_dies_before_its_commit_never_lends_its_id_to_another_launch(project):
+    # The id the fork sent was rolled back with its insert, and another launch
+    # got it before job-run looked: that row is not job-run's, which records its own.
+    code = (
+        "import os; import bgjobs.runner as runner\n"
+        "send = runner._send\n"
+        "def dying_send(fd, line):\n"
+        "    send(fd, line)\n"
+        "    os._exit(9)\n"
+        "runner._send = dying_send\n"
+        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "runner_ = fork_runner()\n"
+        "from bgjobs import api; from bgjobs.store import Store\n"
+        "get = Store.get\n"
+        "def get_after_another_launch(self, job_id):\n"
+        "    Store.get = get\n"
+        "    print('other', api.submit('testjobs.tasks.Tasks', 'ok', ['other'], dispatch_now=False).id)\n"
+        "    return get(self, job_id)\n"
+        "Store.get = get_after_another_launch\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=mine'], runner_)"
+    )
+    proc = project.python(code)
+    assert proc.returncode == 0, proc.stderr
+    (_, other), (mine,) = (line.split() for line in proc.stdout.splitlines())
+    assert other != mine
+    wait_until(lambda: _status(project, int(mine)) == "succeeded", what="job-run's own job to run")
+    assert project.job(int(mine)).result == '"mine"' and project.job(int(other)).params == ("other",)
 
 
 def test_a_fork_that_reads_the_config_differently_records_nothing(project):
