@@ -711,13 +711,17 @@ def _single_job(project, proc) -> int:
     return job_id
 
 
-def test_a_fork_that_fails_before_it_starts_exits_and_never_acts_as_job_run(project):
-    # An import error in the child, before the runner's code has begun: the
-    # child must exit, never go on in job-run's code (it would record it again).
+@pytest.mark.parametrize("error", ["OSError(24, 'Too many open files')", "ImportError('no runner')"])
+def test_a_fork_that_fails_before_it_starts_exits_and_never_acts_as_job_run(project, error):
+    # An error in the child before the runner's code has begun (an OSError would
+    # even look like a failed fork to fork_runner): the child must exit, never go
+    # on in job-run's code, where it would record the job a second time.
     code = (
-        "import sys; from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
-        "sys.modules['bgjobs.runner'] = None\n"
-        "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork_runner())"
+        "from bgjobs import spawner; from bgjobs.cli.run import main\n"
+        "def failing_detach(*pipes):  # the child's first step after setsid\n"
+        f"    raise {error}\n"
+        "spawner._detach = failing_detach\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], spawner.fork_runner())"
     )
     _single_job(project, project.python(code))
 
