@@ -775,6 +775,21 @@ def test_a_fork_that_dies_before_its_commit_never_lends_its_id_to_another_launch
     assert project.job(int(mine)).result == '"mine"' and project.job(int(other)).params == ("other",)
 
 
+def test_a_fork_that_fails_after_its_claim_requeues_the_job_for_a_spawned_runner(project):
+    # job-run has printed the id and gone: the job must neither wait for the
+    # next command's dispatch nor be found lost and retried.
+    code = (
+        "import bgjobs.procs\n"
+        "def broken_title(title, name): raise RuntimeError('no title today')\n"
+        "bgjobs.procs.set_title = broken_title\n"
+        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork_runner())"
+    )
+    job_id = _single_job(project, project.python(code))
+    assert project.job(job_id).attempt == 1
+    assert "lost" not in {r["event"] for r in project.records()}
+
+
 def test_a_fork_that_reads_the_config_differently_records_nothing(project):
     # The file changed between job-run's read and the fork's: job-run records.
     code = (
@@ -782,10 +797,15 @@ def test_a_fork_that_reads_the_config_differently_records_nothing(project):
         "from bgjobs.spawner import fork_runner\n"
         f"runner, rt = fork_runner(), open_runtime({str(project.config_path)!r})\n"
         "runner.use_config(rt.config._replace(max_concurrent=99))\n"
-        "job = launcher.submit(rt, 'testjobs.tasks.Tasks', 'ok', ['once'], forked_runner=runner)\n"
+        "job = launcher.submit(rt, 'testjobs.tasks.Tasks', 'sleep', [30], forked_runner=runner)\n"
         "print(job.id)"
     )
-    _single_job(project, project.python(code))
+    proc = project.python(code)
+    assert proc.returncode == 0, proc.stderr
+    job = _running(project, int(proc.stdout))
+    assert psutil.Process(job.runner_pid).cmdline()[1:] == ["-c", RUNNER_CODE, str(job.id)]  # spawned
+    assert len(api.list_jobs(config=project.config_path, refresh=False)) == 1
+    api.cancel_job(job.id, grace=0.5, config=project.config_path)
 
 
 def test_job_run_records_and_dispatches_itself_when_its_fork_is_gone(project):
