@@ -224,8 +224,11 @@ def test_attempt_dies_with_its_runner_before_anyone_reconciles(project):
     # Kill the runner and any waker, and do not dispatch: no reconcile can run,
     # so only the kernel (the runner's end of the attempt's lifeline) stops it.
     for proc in project.processes():
-        if proc.pid == runner or WAKER_CODE in proc.cmdline():
-            proc.send_signal(signal.SIGKILL)
+        try:
+            if proc.pid == runner or WAKER_CODE in proc.cmdline():
+                proc.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass  # gone meanwhile: the attempt, once its runner is killed, dies with it
     wait_until(lambda: not _alive(attempt_pid), timeout=5, what="the attempt to die with its runner")
     assert project.job(job_id).status.value == "running"  # nobody has reconciled yet
 
