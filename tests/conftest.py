@@ -33,6 +33,14 @@ def gone_or_zombie(pid: int) -> bool:
         return True
 
 
+def cmdline(proc: psutil.Process) -> list[str]:
+    """`proc`'s command line, or [] if it has exited meanwhile (a zombie has none)."""
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def zombie_children(pid: int) -> list[int]:
     """The children of `pid` that have exited and wait to be reaped."""
     found = []

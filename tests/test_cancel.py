@@ -15,7 +15,7 @@ import pytest
 from bgjobs import api
 from bgjobs.errors import AlreadyFinal, NoSuchJob
 from bgjobs.spawner import WAKER_CODE
-from tests.conftest import REPO, wait_until
+from tests.conftest import REPO, cmdline, wait_until
 
 
 def _alive(pid: int) -> bool:
@@ -224,11 +224,12 @@ def test_attempt_dies_with_its_runner_before_anyone_reconciles(project):
     # Kill the runner and any waker, and do not dispatch: no reconcile can run,
     # so only the kernel (the runner's end of the attempt's lifeline) stops it.
     for proc in project.processes():
-        try:
-            if proc.pid == runner or WAKER_CODE in proc.cmdline():
+        # cmdline: [] for one gone meanwhile (the attempt dies with its runner)
+        if proc.pid == runner or WAKER_CODE in cmdline(proc):
+            try:
                 proc.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass  # gone meanwhile: the attempt, once its runner is killed, dies with it
+            except psutil.NoSuchProcess:
+                pass  # a waker that exited meanwhile
     wait_until(lambda: not _alive(attempt_pid), timeout=5, what="the attempt to die with its runner")
     assert project.job(job_id).status.value == "running"  # nobody has reconciled yet
 

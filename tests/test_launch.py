@@ -16,7 +16,7 @@ import pytest
 from bgjobs import api, spawner
 from bgjobs.config import load_config
 from bgjobs.spawner import RUNNER_CODE, WAKER_CODE
-from tests.conftest import BIN, gone_or_zombie, wait_until
+from tests.conftest import BIN, cmdline, gone_or_zombie, wait_until
 
 
 def test_job_run_prints_id_and_job_succeeds(project):
@@ -541,7 +541,7 @@ def test_runner_argv_holds_only_the_job_id(project):
 
     def runner_cmdline():
         for p in project.processes():
-            cmd = p.cmdline()
+            cmd = cmdline(p)
             if RUNNER_CODE in cmd:
                 return cmd
         return None
@@ -882,7 +882,7 @@ def test_a_runner_never_has_a_thread_when_it_forks(project):
     job_id = project.submit("sleep", 30, max_retries=0)
     job = wait_until(lambda: (j := project.job(job_id)).pid and j, what="the attempt to start")
     runner = psutil.Process(job.runner_pid)  # recorded by the runner itself with the attempt
-    wait_until(lambda: any(WAKER_CODE in p.cmdline() for p in project.processes()), what="the watchdog waker")
+    wait_until(lambda: any(WAKER_CODE in cmdline(p) for p in project.processes()), what="the watchdog waker")
     assert runner.num_threads() == 1
     api.cancel_job(job_id, grace=0.5, config=project.config_path)
 
