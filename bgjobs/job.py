@@ -93,6 +93,15 @@ class Job(namedtuple("Job", JOB_FIELDS)):
         d["status"] = Status(d["status"])
         return cls(**{name: d[name] for name in JOB_FIELDS})
 
+    def to_json(self) -> str:
+        """Every field, as from_json reads it back (to_dict is for people)."""
+        return jsonc.dumps({**self._asdict(), "params": list(self.params), "status": self.status.value})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Job:
+        d = jsonc.loads(text)
+        return cls(**{**d, "params": tuple(d["params"]), "status": Status(d["status"])})
+
     @property
     def is_final(self) -> bool:
         return self.status.is_final

@@ -484,7 +484,7 @@ def forked(requests: int, replies: int) -> int:
             return 0  # no launch on job-run's command line, or a refused one
         row = launcher.record(rt, **jsonc.loads(request), on_insert=lambda i: _send(replies, b"%d" % i))
         recorded = True
-        _send(replies, jsonc.dumps({**row._asdict(), "status": row.status.value}).encode())
+        _send(replies, row.to_json().encode())
         os.close(replies)
         _set_environ(rt.spawner.runner_env())
         os.chdir(rt.config.root)
@@ -527,7 +527,7 @@ def _send(fd: int, line: bytes) -> None:
     try:
         os.write(fd, line + b"\n")
     except OSError:
-        pass  # job-run is gone: the job is recorded, and runs all the same
+        pass  # the caller is gone, or gave up: what it was told stands all the same
 
 
 def _set_environ(env: dict[str, str]) -> None:
@@ -540,10 +540,7 @@ def _set_environ(env: dict[str, str]) -> None:
 
 
 def _reply(text: bytes) -> None:
-    try:
-        os.write(1, text + b"\n")
-    except OSError:
-        pass  # the caller gave up on it
+    _send(1, text)  # a spare's replies: its stdout
 
 
 def _chain(runner: Runner, job_id: int, lock_fd: int) -> int:

@@ -92,7 +92,21 @@ class LocalSpawner:
         return pid
 
 
-class Spare:
+class _Piped:
+    """A runner this process talks to on two pipes: requests out (`_fd`),
+    replies in (`_replies`)."""
+
+    _fd = _replies = -1
+
+    def close(self) -> None:
+        for name in ("_fd", "_replies"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                _close(fd)  # a spare's ends are noted in _pipe_ends; a fork's are not
+                setattr(self, name, -1)
+
+
+class Spare(_Piped):
     """The Python API's warm spare: a runner started before its job exists (see
     runner._spare), so that the caller's next launch starts at once.
 
@@ -174,15 +188,8 @@ class Spare:
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode(errors="replace")
 
-    def close(self) -> None:
-        for name in ("_fd", "_replies"):
-            fd = getattr(self, name, -1)
-            if fd >= 0:
-                _close(fd)
-                setattr(self, name, -1)
 
-
-class ForkedRunner:
+class ForkedRunner(_Piped):
     """`job-run`'s runner: a fork of job-run, made first thing, while it has one
     thread and only the runner's modules loaded. No interpreter boots for the
     job. While job-run reads its command line and checks the call (importing
@@ -250,10 +257,9 @@ class ForkedRunner:
         finally:
             self.close()
         if row.endswith(b"\n"):
-            from .job import Job, Status
+            from .job import Job
 
-            values = jsonc.loads(row)
-            return Job(**{**values, "params": tuple(values["params"]), "status": Status(values["status"])})
+            return Job.from_json(row)
         if not inserted.endswith(b"\n"):
             return None  # it inserted nothing: a row it had begun was rolled back with it
         # It died between its insert and its reply: the row is there if the
@@ -278,13 +284,6 @@ class ForkedRunner:
         """For a caller that outlives the launch (`job-run --wait`): collect the
         fork when it exits, rather than leave a zombie until the caller exits."""
         _reaper.track(self.pid)
-
-    def close(self) -> None:
-        for name in ("_fd", "_replies"):
-            fd = getattr(self, name, -1)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, name, -1)
 
 
 def _detach(*pipes: int) -> list[int]:

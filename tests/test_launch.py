@@ -702,6 +702,14 @@ def test_a_refused_job_run_leaves_its_fork_to_exit_with_nothing_done(project):
     assert len(api.list_jobs(config=project.config_path, refresh=False)) == 1
 
 
+def _running_in_a_spawned_runner(project, proc):
+    """The job whose id `proc` printed last, once it runs, in a runner spawned for it."""
+    assert proc.returncode == 0, proc.stderr
+    job = _running(project, int(proc.stdout.split()[-1]))
+    assert psutil.Process(job.runner_pid).cmdline()[1:] == ["-c", RUNNER_CODE, str(job.id)]
+    return job
+
+
 def _single_job(project, proc) -> int:
     """The id job-run printed, once it has run; the only row in the store."""
     assert proc.returncode == 0, proc.stderr
@@ -800,10 +808,7 @@ def test_a_fork_that_reads_the_config_differently_records_nothing(project):
         "job = launcher.submit(rt, 'testjobs.tasks.Tasks', 'sleep', [30], forked_runner=runner)\n"
         "print(job.id)"
     )
-    proc = project.python(code)
-    assert proc.returncode == 0, proc.stderr
-    job = _running(project, int(proc.stdout))
-    assert psutil.Process(job.runner_pid).cmdline()[1:] == ["-c", RUNNER_CODE, str(job.id)]  # spawned
+    job = _running_in_a_spawned_runner(project, project.python(code))
     assert len(api.list_jobs(config=project.config_path, refresh=False)) == 1
     api.cancel_job(job.id, grace=0.5, config=project.config_path)
 
@@ -829,12 +834,8 @@ def test_where_the_title_cannot_be_set_the_job_goes_to_a_spawned_runner(project)
         "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
         "main(['testjobs.tasks.Tasks', 'sleep', '--params=30'], fork_runner())"
     )
-    proc = project.python(code)
-    assert proc.returncode == 0, proc.stderr
-    job_id = int(proc.stdout.split()[-1])
-    job = _running(project, job_id)
-    assert psutil.Process(job.runner_pid).cmdline()[1:] == ["-c", RUNNER_CODE, str(job_id)]
-    api.cancel_job(job_id, grace=0.5, config=project.config_path)
+    job = _running_in_a_spawned_runner(project, project.python(code))
+    api.cancel_job(job.id, grace=0.5, config=project.config_path)
 
 
 def test_job_run_with_a_second_thread_does_not_fork(project):
