@@ -30,9 +30,12 @@ WORKDIR /app
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
 COPY bgjobs ./bgjobs
-# This project itself: its dependencies are ranged in pyproject.toml (DL3013 wants pins).
+# pip first: 25.2 and later write console scripts that do not import `re` (about
+# 5 ms off each job-run). Then this project itself: its dependencies are ranged in
+# pyproject.toml (DL3013 wants pins).
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[dashboard]"
+RUN pip install --no-cache-dir "pip>=25.2" \
+    && pip install --no-cache-dir ".[dashboard]"
 
 COPY jobs ./jobs
 COPY dashboard.py config.yaml docker-entrypoint.sh ./

@@ -21,12 +21,17 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".bgjobs-deps"
+# pip 25.2 and later write console-script wrappers that do not import `re`; the
+# older wrapper's `import re` cost every job-run, job-cancel and job-status about
+# 5 ms before bgjobs' first line (docs/architecture.md, the start-up budget).
+PIP = "pip>=25.2"
 
 
 def _deps_hash() -> str:
     h = hashlib.sha256()
     for name in ("requirements.txt", "pyproject.toml"):
         h.update((ROOT / name).read_bytes())
+    h.update(PIP.encode())
     return h.hexdigest()
 
 
@@ -41,6 +46,7 @@ def setup() -> None:
         return
     print("installing dependencies into .venv ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, PIP], check=True, cwd=ROOT)  # first: it writes the console scripts
     subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True, cwd=ROOT)
     # Again, as a plain path entry: setuptools' default editable mode installs an
     # import hook that every interpreter in the venv (each job-run, each runner)

@@ -110,12 +110,28 @@ def bench_venv(code: Path) -> tuple[Path, str]:
     py = venv / "bin" / "python"
     pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     print("== building the bench venv: bgjobs from the snapshot, then the peers", file=sys.stderr)
+    # The pip that writes the console scripts, as dev.py installs it (its PIP): 25.2 and
+    # later write wrappers without `import re`, which each command would pay for.
+    subprocess.run([*pip, _dev_pip()], check=True, cwd=code.parent)
     subprocess.run([*pip, str(code)], check=True, cwd=code.parent)
     peers = "rq and celery"
     # (celery 5.7 imports packaging without declaring it)
     if subprocess.run([*pip, "rq", "celery", "redis", "packaging"], cwd=code.parent).returncode != 0:
         peers = "no peers (pip could not install rq and celery; their rows are skipped)"
-    return py, peers
+    pip_version = subprocess.run(
+        [str(py), "-m", "pip", "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()[:2]
+    return py, f"{' '.join(pip_version)} (it wrote the console scripts), {peers}"
+
+
+def _dev_pip() -> str:
+    """dev.py's PIP: the requirement dev.py installs pip by."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dev", REPO / "dev.py")
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    return dev.PIP
 
 
 def install_mode() -> str:
