@@ -38,9 +38,9 @@ from _common import (  # noqa: E402
 
 GOAL = 1.5
 # The floor: a sleeping interpreter that imported only the standard modules a
-# runner needs (the store, JSON records, signals, locks, the Status enum) and
-# opened the store. Each as bgjobs imports it: the C modules, not their wrappers.
-FLOOR_MODULES = "enum, _sqlite3, _json, _signal, fcntl, select"
+# runner needs (the store, JSON records, signals, locks) and opened the store.
+# Each as bgjobs imports it: the C modules, not their wrappers.
+FLOOR_MODULES = "_sqlite3, _json, _signal, fcntl, select"
 FLOOR_CODE = (
     f"import {FLOOR_MODULES}, sys, time;"
     "c = _sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM jobs').fetchone();"

@@ -9,14 +9,14 @@ types and bound to its signature, all before a job row exists.
 from __future__ import annotations
 
 import sys
-import types
-from collections import namedtuple
 
 from . import jsonc
 from .config import ClassPolicy, Config
 from .errors import RejectedError
+from .records import record
 
-JobSpec = namedtuple("JobSpec", "class_path method params")
+JobSpec = record("JobSpec", "class_path method params")
+UnionType = type(int | None)  # types.UnionType, without importing types
 JobSpec.__doc__ = "A validated launch: an allowed class, one of its methods, coerced params."
 
 
@@ -164,7 +164,7 @@ POSITIONAL, VAR_POSITIONAL, KEYWORD_ONLY, VAR_KEYWORD = "positional", "varargs",
 EMPTY = type("EMPTY", (), {"__repr__": lambda self: "EMPTY"})()
 
 
-class Param(namedtuple("Param", "name kind default annotation")):
+class Param(record("Param", "name kind default annotation")):
     """One parameter of a job method: `default` and `annotation` are EMPTY when absent."""
 
     __slots__ = ()
@@ -277,12 +277,12 @@ _FALSE = {"false", "0", "no", "n", "off"}
 
 def _origin_args(annotation) -> tuple[object, tuple]:
     """(origin, args) of a generic or union annotation, without importing typing."""
-    if isinstance(annotation, types.UnionType):
-        return types.UnionType, annotation.__args__
+    if isinstance(annotation, UnionType):
+        return UnionType, annotation.__args__
     origin = getattr(annotation, "__origin__", None)
     typing = sys.modules.get("typing")  # imported already if the job used it
     if typing is not None and origin is typing.Union:
-        return types.UnionType, annotation.__args__
+        return UnionType, annotation.__args__
     return origin, getattr(annotation, "__args__", ())
 
 
@@ -292,7 +292,7 @@ def coerce(value: object, annotation: object, name: str) -> object:
     if annotation is EMPTY or (typing is not None and annotation is typing.Any):
         return value
     origin, args = _origin_args(annotation)
-    if origin is types.UnionType:
+    if origin is UnionType:
         kinds = [a for a in args if a is not type(None)]
         if value is None or (
             isinstance(value, str) and value.lower() in ("null", "none") and len(kinds) < len(args)
@@ -361,7 +361,7 @@ def _kind_of(annotation) -> str:
     if annotation is EMPTY:
         return "any"
     origin, args = _origin_args(annotation)
-    if origin is types.UnionType:
+    if origin is UnionType:
         kinds = [a for a in args if a is not type(None)]
         annotation = kinds[0] if len(kinds) == 1 else annotation
         origin, _ = _origin_args(annotation)

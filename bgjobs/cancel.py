@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import time
-from collections import namedtuple
 
 from . import procs, recovery
 from .errors import AlreadyFinal, CancelInProgress, NoSuchJob
 from .job import Job, Status
+from .records import record
 from .runtime import Runtime
 
 MARGIN = recovery.STUCK_MARGIN  # seconds past the grace before we stop the attempt ourselves
 
 
-class CancelResult(namedtuple("CancelResult", "job waited")):
+class CancelResult(record("CancelResult", "job waited")):
     """`job` as it ended up, and `waited`: seconds from the request to the final state."""
 
     __slots__ = ()

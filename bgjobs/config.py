@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 from .errors import ConfigError
+from .records import record
 
 ENV_VAR = "BGJOBS_CONFIG"
 DEFAULT_NAME = "config.yaml"
@@ -24,7 +24,7 @@ _TOP_KEYS = _POLICY_KEYS | {
 }
 
 
-_PolicyBase = namedtuple(
+_PolicyBase = record(
     "Policy",
     "max_retries retry_delay retry_backoff timeout cancel_grace priority",
     defaults=(3, 5.0, 2.0, None, 10.0, 0),
@@ -48,14 +48,14 @@ class Policy(_PolicyBase):
         return self.max_retries + 1
 
 
-class ClassPolicy(namedtuple("ClassPolicy", "path methods policy max_concurrent", defaults=(None,))):
+class ClassPolicy(record("ClassPolicy", "path methods policy max_concurrent", defaults=(None,))):
     """One allowlisted class and what it may do. `methods` is None for every
     public method."""
 
     __slots__ = ()
 
 
-_ConfigBase = namedtuple(
+_ConfigBase = record(
     "Config",
     "path classes defaults max_concurrent log_dir state_dir log_max_bytes log_backups warm_spare",
     defaults=(True,),

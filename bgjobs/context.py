@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import time
-from collections import namedtuple
+
+from .records import record
 
 SIGNALLED = "job cancelled (signal {})"  # a JobCancelled raised for the signal, not by the job
 
@@ -22,7 +23,7 @@ class JobCancelled(BaseException):
     """
 
 
-class JobContext(namedtuple("JobContext", "id attempt max_attempts class_path method")):
+class JobContext(record("JobContext", "id attempt max_attempts class_path method")):
     """The running job's id, attempt number, attempt limit, class and method."""
 
     __slots__ = ()

@@ -1,20 +1,53 @@
-"""What a job is: its status enum and an immutable snapshot of its row."""
+"""What a job is: its status and an immutable snapshot of its row."""
 
 from __future__ import annotations
 
-from collections import namedtuple
-from enum import Enum
-
 from . import jsonc
+from .records import record
 
 
-class Status(str, Enum):
-    QUEUED = "queued"  # waiting for a free slot or for its start time
-    RUNNING = "running"  # a runner holds the job's lock and runs an attempt
-    RETRYING = "retrying"  # an attempt failed; waits retry_delay for the next one
-    SUCCEEDED = "succeeded"  # final: an attempt returned normally
-    FAILED = "failed"  # final: the last attempt failed, or the job was lost with none left
-    CANCELLED = "cancelled"  # final: stopped on request
+class _Members(type):
+    """Status's metaclass: the class iterates over its members, as an Enum does."""
+
+    def __iter__(cls):
+        return iter(cls._members)
+
+    def __len__(cls) -> int:
+        return len(cls._members)
+
+
+class Status(str, metaclass=_Members):
+    """A job's state: a `str` (its value, as stored and logged) with a name, like
+    a member of a `str` Enum. `Status("queued") is Status.QUEUED`; an unknown
+    value is a ValueError.
+
+    Not an Enum: importing enum (with functools and collections) cost job-run
+    about 8 ms before its first line of work (docs/architecture.md, the start-up
+    budget)."""
+
+    __slots__ = ()
+    QUEUED: Status  # waiting for a free slot or for its start time
+    RUNNING: Status  # a runner holds the job's lock and runs an attempt
+    RETRYING: Status  # an attempt failed; waits retry_delay for the next one
+    SUCCEEDED: Status  # final: an attempt returned normally
+    FAILED: Status  # final: the last attempt failed, or the job was lost with none left
+    CANCELLED: Status  # final: stopped on request
+    _members: tuple[Status, ...] = ()
+    _by_value: dict[str, Status] = {}
+
+    def __new__(cls, value: str) -> Status:
+        try:
+            return cls._by_value[value]
+        except (KeyError, TypeError):
+            raise ValueError(f"{value!r} is not a valid Status") from None
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def name(self) -> str:
+        return self.value.upper()
 
     @property
     def is_final(self) -> bool:
@@ -23,6 +56,20 @@ class Status(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    def __repr__(self) -> str:
+        return f"<Status.{self.name}: {self.value!r}>"
+
+    def __reduce__(self):
+        return Status, (self.value,)
+
+
+Status._members = tuple(
+    str.__new__(Status, v) for v in ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
+)
+Status._by_value = {member.value: member for member in Status._members}
+for _member in Status._members:
+    setattr(Status, _member.name, _member)
+del _member
 
 FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 WAITING = frozenset({Status.QUEUED, Status.RETRYING})
@@ -77,9 +124,9 @@ JOB_FIELDS = (
 )
 
 
-# A namedtuple, not a dataclass: `job-run` and every runner build this class
+# A named tuple, not a dataclass: `job-run` and every runner build this class
 # at start-up, and dataclasses (which import inspect) cost more than the rest.
-class Job(namedtuple("Job", JOB_FIELDS)):
+class Job(record("Job", JOB_FIELDS)):
     """One job row, as read at one moment: an immutable snapshot. Times are
     epoch seconds; `params` is a tuple; `status` is a Status."""
 
@@ -91,7 +138,7 @@ class Job(namedtuple("Job", JOB_FIELDS)):
         d["class_path"] = d.pop("class")
         d["params"] = tuple(jsonc.loads(d["params"]))
         d["status"] = Status(d["status"])
-        return cls(**{name: d[name] for name in JOB_FIELDS})
+        return cls._make([d[name] for name in JOB_FIELDS])
 
     def to_json(self) -> str:
         """Every field, as from_json reads it back (to_dict is for people)."""

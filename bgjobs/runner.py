@@ -24,6 +24,7 @@ from .job import Job
 from .recovery import log_cancelled, log_next_step
 from .runtime import Runtime, open_runtime
 from .spawner import LOCK_FD_ENV
+from .store import driver as sqlite_driver
 
 SPARE = "--spare"  # argv of a runner started ahead of its job (see _spare)
 POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
@@ -403,6 +404,7 @@ def _spare() -> int:
     attempt loads its class, as for any runner."""
     from . import attempt, launcher  # noqa: F401 - loaded while the caller works, not after
 
+    sqlite_driver()  # the same: the request's store is opened as it comes
     spawner.reap_in_loop()  # it may start a waker or runners, and later fork attempts
     _reply(b"ready")
     buf = b""
@@ -468,6 +470,7 @@ def forked(requests: int, replies: int) -> int:
     spawner.reap_in_loop()  # it may start a waker or runners, and forks attempts
     from . import launcher  # loaded before the fork (see cli.run)
 
+    sqlite_driver()  # while job-run reads its arguments: job-run itself never needs it
     rt, recorded, pending = None, False, None
     try:
         with open(requests, "rb") as lines:

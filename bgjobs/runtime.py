@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 from .config import Config, load_config
 from .eventlog import EventLog
+from .records import record
 from .spawner import LocalSpawner
 from .store import Store
 
 
-class Runtime(namedtuple("Runtime", "config store log spawner")):
+class Runtime(record("Runtime", "config store log spawner")):
     """The config, store, event log and spawner one process works with."""
 
     __slots__ = ()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 from . import jsonc
 
@@ -21,13 +20,28 @@ from . import jsonc
 # about 0.8 MiB to each runner's RSS and 3 to 4 ms to each command (sqlite3
 # imports datetime, for adapters we never use: times are epoch floats).
 try:
-    import _sqlite3 as sqlite3
     from _thread import _local as thread_local
-except ImportError:  # an implementation without them
-    import sqlite3
+except ImportError:  # an implementation without it
     from threading import local as thread_local
 
 from .job import ACTIVE, WAITING, Job, Status
+
+TYPE_CHECKING = False  # typing and collections.abc are kept out of the start-up path
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+
+
+def driver():
+    """SQLite's C module, imported on first use: it imports functools and
+    collections (about 5 ms here). job-run's own process never opens the
+    store, and its forked runner loads this while job-run reads the call."""
+    try:
+        import _sqlite3 as sqlite3
+    except ImportError:  # an implementation without it
+        import sqlite3
+    return sqlite3
+
 
 # Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: list[list[str]] = [
@@ -96,6 +110,7 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            sqlite3 = driver()
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 60000")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 
 from .. import jsonc
 from ..errors import (
@@ -17,6 +16,10 @@ from ..errors import (
     EXIT_USAGE,
     BgjobsError,
 )
+
+TYPE_CHECKING = False  # collections.abc imports collections: kept out of the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EXIT_CODES_HELP = f"""exit codes:
   {EXIT_OK}  success
