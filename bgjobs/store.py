@@ -11,6 +11,7 @@ fleet of machines): callers use its methods, never SQL.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from . import jsonc
@@ -33,14 +34,61 @@ if TYPE_CHECKING:
 
 
 def driver():
-    """SQLite's C module, imported on first use: it imports functools and
-    collections (about 5 ms here). job-run's own process never opens the
-    store, and its forked runner loads this while job-run reads the call."""
+    """SQLite's C module, imported on first use, not with this module: job-run's
+    own process never opens the store, and its forked runner loads this while
+    job-run reads the call.
+
+    Of functools, `_sqlite3` uses one thing: as it initialises, it reads
+    `functools.lru_cache` for each connection's statement cache. Importing
+    functools (with the collections, types and reprlib it imports) costs about
+    5 ms here, three times `_sqlite3` itself. So a process with one thread
+    and no functools yet gets, for that import only, a stand-in whose
+    `lru_cache` is functools' own: the C `_functools._lru_cache_wrapper` that
+    `functools.lru_cache` returns. The stand-in is gone when the import ends;
+    a later `import functools` gets the real module. Any error with it, and
+    the import is made the plain way."""
+    loaded = sys.modules.get("_sqlite3")
+    if loaded is not None:
+        return loaded
+    if "functools" not in sys.modules and _single_threaded():
+        try:
+            return _import_with_lru_cache_only()
+        except Exception:  # noqa: BLE001, S110 - a Python whose _sqlite3 wants more: the plain way
+            pass
     try:
         import _sqlite3 as sqlite3
     except ImportError:  # an implementation without it
         import sqlite3
     return sqlite3
+
+
+def _import_with_lru_cache_only():
+    from _functools import _lru_cache_wrapper
+
+    def lru_cache(maxsize=128, typed=False):
+        return lambda function: _lru_cache_wrapper(function, maxsize, typed, _cache_info)
+
+    stand_in = type(sys)("functools", "lru_cache only, while _sqlite3 is imported (bgjobs.store.driver)")
+    stand_in.lru_cache = lru_cache
+    sys.modules["functools"] = stand_in
+    try:
+        import _sqlite3
+    finally:
+        if sys.modules.get("functools") is stand_in:
+            del sys.modules["functools"]
+    return _sqlite3
+
+
+def _cache_info(*info):  # what cache_info() would return; SQLite never asks
+    return info
+
+
+def _single_threaded() -> bool:
+    """Only this thread: no other can import functools and get the stand-in."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 # Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).

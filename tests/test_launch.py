@@ -485,13 +485,17 @@ NOT_AT_START_UP = [
     "signal",
     "importlib",
     "warnings",
-    # bgjobs.job's Status and bgjobs.records' named tuples: not enum, not collections
+    # bgjobs.job's Status and bgjobs.records' named tuples: not enum, not collections;
+    # _sqlite3 gets functools' lru_cache alone (store.driver)
     "enum",
+    "collections",
+    "functools",
+    "types",
+    "operator",
 ]
-# And what job-run's own process must not load either (its forked runner does,
-# to open the store: _sqlite3 imports functools, which imports collections and
-# types). job-run never opens the store.
-NOT_IN_JOB_RUN = ["_sqlite3", "functools", "collections", "types", "operator"]
+# And what job-run's own process must not load either: it never opens the store
+# (its forked runner does).
+NOT_IN_JOB_RUN = ["_sqlite3"]
 PROBE = """
 import sys
 

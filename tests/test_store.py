@@ -114,3 +114,39 @@ def test_racing_writers_cannot_both_win(store, tmp_path):
     results = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert results.count("won") == 1, results
     assert results.count("lost") == 11
+
+
+DRIVER_PROBE = """
+import sys{setup}
+from bgjobs.store import Store, driver
+driver()
+loaded = sorted(m for m in ("functools", "collections") if m in sys.modules)
+store = Store(sys.argv[1])
+for i in range(3):  # the same statements again: from the statement cache
+    job = store.insert(**{{"class": "x.Y", "method": "run", "params": [i], "priority": 0,
+        "max_attempts": 1, "retry_delay": 0.0, "retry_backoff": 1.0, "timeout": None,
+        "cancel_grace": 1.0}})
+    assert store.get(job.id).params == (i,)
+import functools
+print(loaded, functools.reduce(lambda a, b: a + b, [1, 2, 3]), driver() is sys.modules["_sqlite3"])
+"""
+
+
+@pytest.mark.parametrize(
+    ("setup", "functools_before"),
+    [
+        ("", []),  # one thread: the stand-in, functools itself stays out
+        (  # a second thread could import functools meanwhile: the plain import
+            "\nimport _thread, time\n_thread.start_new_thread(time.sleep, (30,))",
+            ["collections", "functools"],
+        ),
+        ("\nsys.modules['_functools'] = None", ["collections", "functools"]),  # no C lru_cache
+    ],
+)
+def test_the_driver_loads_sqlite_without_functools_where_it_safely_can(tmp_path, setup, functools_before):
+    code = DRIVER_PROBE.format(setup=setup)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "jobs.sqlite3")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [*repr(functools_before).split(), "6", "True"], proc.stdout
