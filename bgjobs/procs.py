@@ -187,6 +187,25 @@ def kill_me_when_closed(lifeline: int, sig: int = signal.SIGKILL) -> None:
 # --- locks -----------------------------------------------------------------
 
 
+def close_inherited() -> None:
+    """Close the inheritable fds above 2: what the caller left open for this
+    process (`3>file`, a CI runner's pipe, make's jobserver), which bgjobs'
+    own fds never are. A runner lives as long as its jobs, and passes its fds
+    on to the job; a pipe's reader would wait for its end of file that long.
+    subprocess's close_fds does this for the programs it starts."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in names:
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:
+            pass  # the listing's own fd, closed with it
+
+
 def open_lock(path: str) -> int:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

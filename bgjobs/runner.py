@@ -372,13 +372,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m bgjobs.runner JOB_ID | {SPARE}", file=sys.stderr)
         return 2
     job_id = int(argv[0])
-    rt = open_runtime()
-    os.chdir(rt.config.root)
     lock_fd = os.environ.pop(LOCK_FD_ENV, None)
     if lock_fd is not None:
         lock_fd = int(lock_fd)
         os.set_inheritable(lock_fd, False)
-    else:
+    procs.close_inherited()  # what its caller's process had open for others
+    rt = open_runtime()
+    os.chdir(rt.config.root)
+    if lock_fd is None:
         lock_fd = procs.open_lock(rt.lock_path(job_id))
         if not procs.try_lock(lock_fd):
             print(f"bgjobs: job {job_id} already has a runner", file=sys.stderr)
@@ -405,6 +406,7 @@ def _spare() -> int:
     from . import attempt, launcher  # noqa: F401 - loaded while the caller works, not after
 
     sqlite_driver()  # the same: the request's store is opened as it comes
+    procs.close_inherited()  # what its caller's process had open for others
     spawner.reap_in_loop()  # it may start a waker or runners, and later fork attempts
     _reply(b"ready")
     buf = b""

@@ -289,7 +289,8 @@ class ForkedRunner(_Piped):
 def _detach(*pipes: int) -> list[int]:
     """In job-run's fork: fds 0 to 2 from and to /dev/null (whoever reads
     job-run's output must not wait for the fork), the `pipes` kept above them
-    (job-run may have started with one of 0 to 2 closed, and a pipe took it)."""
+    (job-run may have started with one of 0 to 2 closed, and a pipe took it),
+    and no other fd job-run was started with (procs.close_inherited)."""
     import fcntl
 
     kept = []
@@ -303,6 +304,9 @@ def _detach(*pipes: int) -> list[int]:
             os.dup2(null, fd)
     if null > 2:
         os.close(null)
+    from .procs import close_inherited
+
+    close_inherited()  # the pipes are not inheritable
     # A stream job-run started without is None in Python: the runner, and the
     # job, write to theirs (once the job's output file is behind fds 1 and 2).
     for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):

@@ -22,16 +22,17 @@ TICK = 1.0  # seconds; the longest a due job or a lost runner waits for us
 
 
 def main() -> int:
+    fd = os.environ.pop(LOCK_FD_ENV, None)
+    if fd is not None:
+        fd = int(fd)
+        os.set_inheritable(fd, False)
+    procs.close_inherited()  # what its caller's process had open for others
     rt = open_runtime()
     os.chdir(rt.config.root)
-    fd = os.environ.pop(LOCK_FD_ENV, None)
     if fd is None:
         fd = procs.open_lock(rt.waker_lock)
         if not procs.try_lock(fd):
             return 0
-    else:
-        fd = int(fd)
-        os.set_inheritable(fd, False)
     store = rt.store
     while True:
         while store.has_active():

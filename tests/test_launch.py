@@ -546,6 +546,43 @@ def test_start_up_imports_stay_lean(project):
             assert sorted(set(NOT_IN_JOB_RUN) & imported - at_start) == [], imported
 
 
+@pytest.mark.parametrize("launch", ["job-run", "api", "delayed"])
+def test_a_runner_keeps_none_of_the_callers_other_fds(project, launch):
+    """A caller's inheritable fd (`3>file`, a CI runner's pipe) must not stay open
+    in the runner, its waker or its job: a pipe's reader would wait for them."""
+    import select
+
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    try:
+        if launch == "job-run":  # the runner is job-run's fork
+            proc = subprocess.run(
+                [str(BIN / "job-run"), "testjobs.tasks.Tasks", "sleep", "--params=30"],
+                env=project.env,
+                cwd=project.root,
+                pass_fds=(w,),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            job_id = int(proc.stdout)
+        elif launch == "api":  # spawned, with whatever this process has open
+            project.submit("sleep", 30)
+            job_id = project.submit("sleep", 30)  # and a warm spare booted for the next launch
+        else:  # the waker, spawned to start it when due
+            job_id = project.submit("sleep", 30, delay=60)
+        wanted = "queued" if launch == "delayed" else "running"
+        project.wait_status(job_id, wanted)
+        if launch == "delayed":
+            wait_until(lambda: any(WAKER_CODE in cmdline(p) for p in project.processes()), what="a waker")
+    finally:
+        os.close(w)
+    readable, _, _ = select.select([r], [], [], 10)
+    assert readable and os.read(r, 1) == b"", "a process of the job still holds the caller's pipe"
+    os.close(r)
+    assert project.job(job_id).status.value == wanted
+
+
 def test_runner_argv_holds_only_the_job_id(project):
     job_id = project.submit("sleep", 30)
     project.wait_status(job_id, "running")
