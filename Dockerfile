@@ -42,7 +42,11 @@ COPY dashboard.py config.yaml docker-entrypoint.sh ./
 COPY .streamlit/config.toml ./.streamlit/config.toml
 
 # The code stays root-owned and read-only for the app; only logs and state are writable.
-RUN chmod 0755 /app/docker-entrypoint.sh \
+# PYTHONPATH puts /app/bgjobs before the installed copy, and nothing may write bytecode
+# at run time: compiled here, or every job-run and runner would compile it again
+# (about 90 ms each).
+RUN python -m compileall -q /app/bgjobs /app/jobs /app/dashboard.py \
+    && chmod 0755 /app/docker-entrypoint.sh \
     && mkdir -p /app/logs /app/state \
     && chown bgjobs:bgjobs /app/logs /app/state
 VOLUME ["/app/logs", "/app/state"]

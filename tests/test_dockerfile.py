@@ -59,6 +59,23 @@ def test_dockerfile_promises():
     assert any("tini" in a for a in args["RUN"]), "tini is installed"
 
 
+def test_the_image_runs_bgjobs_as_fast_as_a_clone_does():
+    ins = _instructions()
+    runs = [a for k, a in ins if k == "RUN"]
+    env = " ".join(a for k, a in ins if k == "ENV")
+    # The pip dev.py installs: its console scripts do not import re.
+    spec = re.search(r'^PIP = "(.+)"$', (REPO / "dev.py").read_text(), re.M).group(1)
+    first_install = next(i for i, a in enumerate(runs) if "pip install" in a)
+    assert f'pip install --no-cache-dir "{spec}"' in runs[first_install], runs[first_install]
+    # What PYTHONPATH puts first is compiled at build time: nothing writes bytecode at run time.
+    assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONPATH=/app" in env
+    compiled = next(a for a in runs if "compileall" in a)
+    assert "/app/bgjobs" in compiled and "/app/jobs" in compiled
+    kinds = [k for k, _ in ins]
+    last_copy = max(i for i, k in enumerate(kinds) if k == "COPY")
+    assert ins.index(("RUN", compiled)) > last_copy, "compiled after the code is copied"
+
+
 @pytest.fixture
 def fake_streamlit(tmp_path):
     """A `streamlit` on PATH that only reports that it was started."""
