@@ -724,6 +724,27 @@ def test_job_run_forks_with_a_standard_fd_closed_and_exits_cleanly_without_stdou
     assert "lost" not in {r["event"] for r in project.records()}
 
 
+@pytest.mark.parametrize("script", ["job-run", "job-status", "job-cancel", "job-logs"])
+def test_an_error_without_stderr_never_lands_on_stdout(project, script):
+    """Python's sys.stderr is None with fd 2 closed, and print(file=None) writes to
+    stdout: in `id=$(job-run ... 2>&-)` the error would pass for the job's id."""
+    args = {
+        "job-run": "jobs.example.Nope handle",
+        "job-status": "999",
+        "job-cancel": "999",
+        "job-logs": "999",
+    }[script]
+    proc = subprocess.run(
+        f"{BIN / script} {args} 2>&-",
+        shell=True,
+        env=project.env,
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and proc.stdout == "", proc.stdout
+
+
 def test_job_run_of_a_delayed_job_leaves_it_to_the_waker(project, tmp_path):
     marker = tmp_path / "starts.jsonl"
     before = time.time()

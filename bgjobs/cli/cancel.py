@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import EXIT_JOB_FAILED, AlreadyFinal, CancelInProgress
-from .common import Command, exit_now, local_user, print_json, run
+from .common import Command, exit_now, local_user, null_for_closed_streams, print_json, run
 
 
 def build_parser() -> Command:
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def console() -> None:
     """The console script's entry point."""
+    null_for_closed_streams()
     exit_now(main())
 
 

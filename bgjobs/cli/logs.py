@@ -12,7 +12,7 @@ import sys
 import time
 
 from ..errors import EXIT_OK, NoSuchJob
-from .common import Command, run
+from .common import Command, null_for_closed_streams, run
 
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def build_parser() -> Command:
 
 
 def main(argv: list[str] | None = None) -> int:
+    null_for_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..logread import parse_level, parse_since

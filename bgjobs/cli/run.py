@@ -117,8 +117,9 @@ def console() -> None:
     """The console script's entry point."""
     argv = sys.argv[1:]
     runner = _fork_runner(argv)  # first thing: it loads its half while this one reads and checks
-    from .common import exit_now
+    from .common import exit_now, null_for_closed_streams
 
+    null_for_closed_streams()
     exit_now(main(argv, runner))
 
 

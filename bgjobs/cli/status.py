@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..job import Job, iso
-from .common import Command, exit_now, print_json, run
+from .common import Command, exit_now, null_for_closed_streams, print_json, run
 
 STATUS_CHOICES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 
@@ -113,6 +113,7 @@ def describe(job: Job) -> str:
 
 def console() -> None:
     """The console script's entry point."""
+    null_for_closed_streams()
     exit_now(main())
 
 
