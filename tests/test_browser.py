@@ -177,11 +177,14 @@ def _click_row(page, job_id: int) -> None:
     page.mouse.click(box["x"] + 15, box["y"] + ROW_PX * (row + 1) + ROW_PX / 2)
 
 
-def _launch(page, url: str, class_path: str, **fields) -> int:
+def _launch(page, url: str, class_path: str, method: str, **fields) -> int:
     page.goto(f"{url}/launch")
     page.get_by_role("heading", name="Launch a job").wait_for()
     if class_path != "jobs.example.ExampleJob":  # the first class is chosen already
         _select(page, "Class", class_path)
+    # The form of this class's method, not the one on the page before the rerun
+    # for the new class: a click on that one launched the first class instead.
+    page.get_by_text(f"Params of {method}", exact=True).wait_for()
     for name, value in fields.items():
         box = page.get_by_role("spinbutton", name=name, exact=True)
         box.fill(str(value))
@@ -208,7 +211,7 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
     url, server, stop = _start_server(proj, tmp_path)
     try:
         # Launch from the form; follow the link to the job; watch the live table.
-        job_id = _launch(page, url, "jobs.example.ExampleJob", seconds=1.5)
+        job_id = _launch(page, url, "jobs.example.ExampleJob", "handle", seconds=1.5)
         page.get_by_role("link", name=f"Open job {job_id}").click()
         page.wait_for_url(re.compile(rf"[?&]job={job_id}\b"))
         expect(page.get_by_role("heading", name=f"Job {job_id} · ExampleJob.handle")).to_be_visible()
@@ -222,7 +225,7 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
         )
 
         # Launch a long job and cancel it from its detail, after the confirmation.
-        long_id = _launch(page, url, "jobs.demo.LongTask")
+        long_id = _launch(page, url, "jobs.demo.LongTask", "run")
         page.get_by_role("link", name=f"Open job {long_id}").click()
         expect(_status_cell(page, long_id)).to_have_text("running", timeout=TIMEOUT_MS)
         page.get_by_role("button", name="Cancel job").click()
