@@ -7,19 +7,50 @@ from .records import record
 
 
 class _Members(type):
-    """Status's metaclass: the class iterates over its members, as an Enum does."""
+    """Status's metaclass: the class holds its members as an Enum class does.
+    It iterates over them in order, looks them up by name (`Status["QUEUED"]`),
+    tells a member or a value (`"queued" in Status`), and keeps them fixed."""
 
     def __iter__(cls):
         return iter(cls._members)
 
+    def __reversed__(cls):
+        return reversed(cls._members)
+
     def __len__(cls) -> int:
         return len(cls._members)
+
+    def __getitem__(cls, name: str):
+        return cls.__members__[name]
+
+    def __contains__(cls, value) -> bool:
+        try:
+            return value in cls._by_value
+        except TypeError:  # unhashable
+            return False
+
+    @property
+    def __members__(cls):
+        return _MappingProxy({member.name: member for member in cls._members})
+
+    def __setattr__(cls, name: str, value) -> None:
+        if name in cls.__dict__ and isinstance(cls.__dict__[name], cls):
+            raise AttributeError(f"cannot reassign member {name!r}")
+        super().__setattr__(name, value)
+
+    def __delattr__(cls, name: str) -> None:
+        if name in cls.__dict__ and isinstance(cls.__dict__[name], cls):
+            raise AttributeError(f"cannot delete member {name!r}")
+        super().__delattr__(name)
+
+
+_MappingProxy = type(type.__dict__)  # types.MappingProxyType, without importing types
 
 
 class Status(str, metaclass=_Members):
     """A job's state: a `str` (its value, as stored and logged) with a name, like
     a member of a `str` Enum. `Status("queued") is Status.QUEUED`; an unknown
-    value is a ValueError.
+    value is a ValueError. (It is not an `Enum` instance.)
 
     Not an Enum: importing enum (with functools and collections) cost job-run
     about 8 ms before its first line of work (docs/architecture.md, the start-up
@@ -68,7 +99,7 @@ Status._members = tuple(
 )
 Status._by_value = {member.value: member for member in Status._members}
 for _member in Status._members:
-    setattr(Status, _member.name, _member)
+    type.__setattr__(Status, _member.name, _member)
 del _member
 
 FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})

@@ -2,7 +2,7 @@
 
 `record("Point", "x y", defaults=(0,))` makes the class `collections.namedtuple`
 would make, for what bgjobs uses of one: fields by name and by index, keyword
-arguments and defaults, `_make`, `_replace`, `_asdict`, `_fields`,
+arguments and defaults, `_make`, `_replace` (and `copy.replace`), `_asdict`, `_fields`,
 `_field_defaults`, the repr, pickling and `match`. Nothing else.
 
 It exists for start-up time. `collections` costs about 3 ms to import here, and
@@ -37,6 +37,7 @@ def record(typename: str, field_names: str | tuple[str, ...], *, defaults: tuple
         "__new__": _new,
         "_make": classmethod(_make),
         "_replace": _replace,
+        "__replace__": _replace,  # copy.replace, from Python 3.13
         "_asdict": _asdict,
         "__repr__": _repr,
         "__getnewargs__": _getnewargs,

@@ -64,6 +64,8 @@ def test_a_record_pickles_copies_and_matches():
     assert Point.__module__ == __name__
     for q in (pickle.loads(pickle.dumps(p)), copy.copy(p), copy.deepcopy(p)):
         assert q == p and type(q) is Point
+    if hasattr(copy, "replace"):  # Python 3.13 and later
+        assert copy.replace(p, y=5) == (1, 5, 3) and type(copy.replace(p, y=5)) is Point
     match p:
         case Point(x, y, z=3):
             assert (x, y) == (1, 2)
@@ -107,6 +109,22 @@ def test_status_is_a_str_enum_in_all_a_caller_sees():
     for bad in ("QUEUED", "nope", None, 3):
         with pytest.raises(ValueError, match="is not a valid Status"):
             Status(bad)
+
+
+def test_status_class_holds_its_members_as_an_enum_class_does():
+    assert Status["QUEUED"] is Status.QUEUED and list(reversed(Status))[0] is Status.CANCELLED
+    with pytest.raises(KeyError):
+        Status["queued"]
+    assert list(Status.__members__) == [s.name for s in Status]
+    assert Status.__members__["FAILED"] is Status.FAILED
+    assert "queued" in Status and Status.RUNNING in Status and "nope" not in Status and [] not in Status
+    with pytest.raises(AttributeError, match="cannot reassign member"):
+        Status.QUEUED = "x"
+    with pytest.raises(AttributeError, match="cannot delete member"):
+        del Status.FAILED
+    with pytest.raises(TypeError):
+        Status.__members__["X"] = Status.QUEUED  # a read-only view
+    assert Status.QUEUED.value == "queued" and Status.FAILED.is_final
 
 
 def test_a_job_reads_back_its_json_and_its_row():
