@@ -44,16 +44,16 @@ def driver():
     5 ms here, three times `_sqlite3` itself. So a process with one thread
     and no functools yet gets, for that import only, a stand-in whose
     `lru_cache` is functools' own: the C `_functools._lru_cache_wrapper` that
-    `functools.lru_cache` returns. The stand-in is gone when the import ends;
-    a later `import functools` gets the real module. Any error with it, and
-    the import is made the plain way."""
+    `functools.lru_cache` returns. Signals are blocked while the stand-in is in
+    place, and it is gone when the import ends: a later `import functools` gets
+    the real module. If the import fails with it, it is made the plain way."""
     loaded = sys.modules.get("_sqlite3")
     if loaded is not None:
         return loaded
     if "functools" not in sys.modules and _single_threaded():
         try:
             return _import_with_lru_cache_only()
-        except Exception:  # noqa: BLE001, S110 - a Python whose _sqlite3 wants more: the plain way
+        except (ImportError, AttributeError):  # a Python whose _sqlite3 wants more: the plain way
             pass
     try:
         import _sqlite3 as sqlite3
@@ -70,12 +70,18 @@ def _import_with_lru_cache_only():
 
     stand_in = type(sys)("functools", "lru_cache only, while _sqlite3 is imported (bgjobs.store.driver)")
     stand_in.lru_cache = lru_cache
+    # Signals wait until it is gone: a Python signal handler runs between two
+    # bytecodes of whatever runs, the import included, and could meet it.
+    import _signal as signal
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     sys.modules["functools"] = stand_in
     try:
         import _sqlite3
     finally:
         if sys.modules.get("functools") is stand_in:
             del sys.modules["functools"]
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return _sqlite3
 
 

@@ -150,3 +150,24 @@ def test_the_driver_loads_sqlite_without_functools_where_it_safely_can(tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [*repr(functools_before).split(), "6", "True"], proc.stdout
+
+
+def test_no_signal_handler_meets_the_stand_in_functools(tmp_path):
+    code = """
+import sys, _signal as signal
+seen = []
+def handler(signum, frame):
+    functools = sys.modules.get("functools")
+    seen.append(functools is not None and not hasattr(functools, "partial"))
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+from bgjobs.store import driver
+handled_before = len(seen)
+driver()
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+print(handled_before > 0, any(seen), "functools" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # handlers ran, none during the import with the stand-in, and it did not need functools
+    assert proc.stdout.split() == ["True", "False", "False"], proc.stdout
