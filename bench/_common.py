@@ -41,6 +41,16 @@ if CODE_DIR != str(REPO) and not INSTALLED:
 BIN = Path(sys.executable).parent  # the venv the script runs in: its job-run, its python
 PY = str(BIN / "python")
 CPUS = os.cpu_count() or 1
+# For the floors: `_sqlite3` as bgjobs.store.driver imports it in a process with
+# one thread, with a stand-in functools that has lru_cache alone (functools
+# itself, with collections, costs about 5 ms). Code to put before a floor's own.
+SQLITE_AS_BGJOBS = (
+    "import sys, _functools\n"
+    "_f = sys.modules['functools'] = type(sys)('functools')\n"
+    "_f.lru_cache = lambda m=128, t=False: lambda f: _functools._lru_cache_wrapper(f, m, t, tuple)\n"
+    "import _sqlite3\n"
+    "del sys.modules['functools'], _f\n"
+)
 
 # SIGTERM (bench/run_all.py stopping a script, or a user) runs the cleanup in
 # the scripts' finally blocks and context managers, as Ctrl-C does.

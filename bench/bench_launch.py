@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BIN,
     PY,
+    SQLITE_AS_BGJOBS,
     BenchProject,
     Report,
     fmt_ms,
@@ -45,11 +46,12 @@ GOAL = 3.0
 # reads and writes the store, logs JSON, signals and locks; a runner the same,
 # and waits on pipes. Imported by a bare interpreter, they show the floor. Each
 # as bgjobs imports it: the C modules (_sqlite3, _json, _signal), without their
-# wrappers' datetime, re and IntEnums. (_sqlite3 imports functools, and with it
-# collections. job-run's own process never opens the store: its forked runner
-# does, so the floor of job-run's shape has them too.)
-CLI_STDLIB = "_sqlite3, _json, _signal, fcntl"
-RUNNER_STDLIB = "_sqlite3, _json, _signal, fcntl, select"
+# wrappers' datetime, re and IntEnums, and _sqlite3 without functools
+# (SQLITE_AS_BGJOBS). job-run's own process does not open the store, its fork
+# does: the floor of job-run's shape loads it all before the fork.
+CLI_STDLIB = "_json, _signal, fcntl"
+RUNNER_STDLIB = "_json, _signal, fcntl, select"
+WITH_SQLITE = "`_sqlite3` (without functools, as bgjobs imports it) and "
 
 
 def main() -> int:
@@ -82,7 +84,7 @@ def main() -> int:
         # The floor: what a bare interpreter takes to import only the standard
         # modules a console script of this kind needs, before any bgjobs code.
         def launch_stdlib() -> float:
-            return run_timed([PY, "-c", f"import {CLI_STDLIB}"], env, cwd)[0]
+            return run_timed([PY, "-c", f"{SQLITE_AS_BGJOBS}import {CLI_STDLIB}"], env, cwd)[0]
 
         def start_cli() -> float:
             mark = proj.mark("cli")
@@ -114,17 +116,17 @@ def main() -> int:
         def start_api_no_spare() -> float:
             return start_api(no_spare)
 
-        def start_bare(imports: str = "") -> float:
+        def start_bare(before: str = "") -> float:
             mark = proj.mark("bare")
             t0 = time.monotonic_ns()
-            code = f"import {imports}; {stamp_code}" if imports else stamp_code
+            code = before + stamp_code
             proc = subprocess.Popen([PY, "-c", code, mark], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
             t1 = wait_file(mark)
             proc.wait()
             return (t1 - t0) / 1e9
 
         def start_stdlib() -> float:
-            return start_bare(RUNNER_STDLIB)
+            return start_bare(f"{SQLITE_AS_BGJOBS}import {RUNNER_STDLIB}\n")
 
         # The floor of job-run's shape, with no bgjobs code (no argument parsing,
         # no store): an interpreter imports a console script's standard modules
@@ -134,7 +136,7 @@ def main() -> int:
         def start_chain_floor() -> float:
             mark = proj.mark("chain")
             code = (
-                f"import os, sys, select, {CLI_STDLIB}\n"
+                f"{SQLITE_AS_BGJOBS}import os, select, {CLI_STDLIB}\n"
                 "if os.fork() == 0:\n"
                 "    os.setsid()\n"
                 "    if os.fork() == 0:\n"
@@ -212,7 +214,7 @@ def main() -> int:
 
     add("1. launch cost: `job-run` vs `python -c pass`", s["job-run"], s["pass"], GOAL)
     add(
-        f"(info) the floor for 1 and 4: a bare interpreter importing only `{CLI_STDLIB}`, "
+        f"(info) the floor for 1 and 4: a bare interpreter importing only {WITH_SQLITE}`{CLI_STDLIB}`, "
         "vs `python -c pass`",
         s["stdlib floor"],
         s["pass"],
@@ -236,13 +238,13 @@ def main() -> int:
         s["start bare"],
     )
     add(
-        f"(info) the floor for 2: a fresh interpreter importing only `{RUNNER_STDLIB}`, then "
+        f"(info) the floor for 2: a fresh interpreter importing only {WITH_SQLITE}`{RUNNER_STDLIB}`, then "
         "running the job, vs fresh interpreter running the job",
         s["start stdlib floor"],
         s["start bare"],
     )
     add(
-        f"(info) the floor for 2 from a command: an interpreter importing only `{CLI_STDLIB}, select` "
+        f"(info) the floor for 2 from a command: an interpreter importing only {WITH_SQLITE}`{RUNNER_STDLIB}` "
         "forks a runner, which forks the attempt, which runs the job (job-run's shape, with no "
         "bgjobs code), vs fresh interpreter running the job",
         s["start chain floor"],
