@@ -187,6 +187,15 @@ def kill_me_when_closed(lifeline: int, sig: int = signal.SIGKILL) -> None:
 # --- locks -----------------------------------------------------------------
 
 
+def single_threaded() -> bool:
+    """True if this process has one thread, Python's or not (False if it cannot
+    tell): what must hold across a fork, or while sys.modules is not as it seems."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 def close_inherited() -> None:
     """Close the inheritable fds above 2: what the caller left open for this
     process (`3>file`, a CI runner's pipe, make's jobserver), which bgjobs'

@@ -307,11 +307,6 @@ def _detach(*pipes: int) -> list[int]:
     from .procs import close_inherited
 
     close_inherited()  # the pipes are not inheritable
-    # A stream job-run started without is None in Python: the runner, and the
-    # job, write to theirs (once the job's output file is behind fds 1 and 2).
-    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 - for the process's life
     return kept
 
 
@@ -319,7 +314,9 @@ def fork_runner() -> ForkedRunner | None:
     """A ForkedRunner for `job-run`, or None where this process must not fork:
     it has a second thread (a fork copies only the calling one, so a lock
     another thread holds would stay held in the child), or the fork failed."""
-    if len(os.listdir("/proc/self/task")) > 1:  # any thread, not only Python's
+    from .procs import single_threaded
+
+    if not single_threaded():
         return None
     try:
         return ForkedRunner()

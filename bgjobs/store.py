@@ -50,7 +50,9 @@ def driver():
     loaded = sys.modules.get("_sqlite3")
     if loaded is not None:
         return loaded
-    if "functools" not in sys.modules and _single_threaded():
+    from .procs import single_threaded  # no other thread can import functools meanwhile
+
+    if "functools" not in sys.modules and single_threaded():
         try:
             return _import_with_lru_cache_only()
         except (ImportError, AttributeError):  # a Python whose _sqlite3 wants more: the plain way
@@ -87,14 +89,6 @@ def _import_with_lru_cache_only():
 
 def _cache_info(*info):  # what cache_info() would return; SQLite never asks
     return info
-
-
-def _single_threaded() -> bool:
-    """Only this thread: no other can import functools and get the stand-in."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
 
 
 # Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).

@@ -713,8 +713,9 @@ def test_job_run_forks_with_a_standard_fd_closed_and_exits_cleanly_without_stdou
     job = _running(project, job_id)
     assert psutil.Process(job.runner_pid).name() == "bgjobs.runner"  # forked, not the fallback
     api.cancel_job(job_id, grace=0.5, config=project.config_path)
-    # Without stdout or stderr, Python's stream is None: the fork makes its own,
-    # and runs the job (whose output still goes to its file), not lost and retried.
+    # Without stdout or stderr, Python's stream is None: job-run opens one on its
+    # fd before it forks, and the fork runs the job (whose output still goes to
+    # its file), not lost and retried.
     for closed in (">&-", "2>&-"):
         out = _job_run(project, "testjobs.tasks.Tasks", "print_lines", "--wait", shell_redirect=closed)
         job = api.list_jobs(config=project.config_path, refresh=False)[0]

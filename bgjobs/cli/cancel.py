@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from ..errors import EXIT_JOB_FAILED, AlreadyFinal, CancelInProgress
-from .common import Command, exit_now, local_user, null_for_closed_streams, print_json, run
+from . import null_for_closed_streams
+from .common import Command, exit_now, local_user, print_json, run
 
 
 def build_parser() -> Command:

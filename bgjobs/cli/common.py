@@ -171,15 +171,6 @@ def run(func: Callable[[], int]) -> int:
         return EXIT_OK
 
 
-def null_for_closed_streams() -> None:
-    """A command started with fd 0, 1 or 2 closed has None for that Python
-    stream, and print(file=sys.stderr) then writes to stdout: an error would
-    land where a script reads the job id. Such a stream goes to /dev/null."""
-    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 - for the process's life
-
-
 def exit_now(code: int) -> None:
     """Leave at once with `code`, once output is flushed. Everything a command
     changes is committed when it returns; the interpreter's teardown (and the

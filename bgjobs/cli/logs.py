@@ -12,7 +12,8 @@ import sys
 import time
 
 from ..errors import EXIT_OK, NoSuchJob
-from .common import Command, null_for_closed_streams, run
+from . import null_for_closed_streams
+from .common import Command, run
 
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
 if TYPE_CHECKING:

@@ -115,11 +115,13 @@ def main(argv: list[str] | None = None, runner=None) -> int:
 
 def console() -> None:
     """The console script's entry point."""
-    argv = sys.argv[1:]
-    runner = _fork_runner(argv)  # first thing: it loads its half while this one reads and checks
-    from .common import exit_now, null_for_closed_streams
+    from . import null_for_closed_streams
 
-    null_for_closed_streams()
+    null_for_closed_streams()  # before the fork: the fork's streams are these
+    argv = sys.argv[1:]
+    runner = _fork_runner(argv)  # first thing then: it loads its half while this one reads and checks
+    from .common import exit_now
+
     exit_now(main(argv, runner))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from ..job import Job, iso
-from .common import Command, exit_now, null_for_closed_streams, print_json, run
+from . import null_for_closed_streams
+from .common import Command, exit_now, print_json, run
 
 STATUS_CHOICES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 
