@@ -1,11 +1,17 @@
 """Append JSON Lines records to the two log files, and rotate them by size.
 
 Every record is one line, written by one write() on an O_APPEND descriptor, so
-many processes can log at once without tearing a line. Rotation renames files
-under an exclusive flock on `.rotate.lock`; writers hold it shared while they
-check and write, so no record lands in a file that is being renamed away.
-Readers (bgjobs.logread) take it shared for the moment they list the files, so
-they never see a rotation half done.
+many processes can log at once without tearing a line. A write that falls
+short (a full disk, RLIMIT_FSIZE) still leaves a torn line behind; the next
+writer that finds the file not ending in a newline starts its record on a line
+of its own, so the torn line costs one bad line, not the next record too. (A
+record written at the very moment of another's short write may still be glued
+to it: writers share the lock, and the check is one pread, not a lock.)
+
+Rotation renames files under an exclusive flock on `.rotate.lock`; writers
+hold it shared while they check and write, so no record lands in a file that
+is being renamed away. Readers (bgjobs.logread) take it shared for the moment
+they list the files, so they never see a rotation half done.
 
 Within one process the flock is shared by every thread (it belongs to the open
 file), so a thread lock serialises writers there; a forked child reopens its
@@ -68,11 +74,20 @@ class _File:
         self.path = path
         self.fd: int | None = None
         self.ino: int | None = None
+        # The file's size just after this writer's last whole record: while the
+        # size is still that, the file ends in our newline and needs no look.
+        self.left: int | None = None
 
     def _open(self) -> None:
         self.close()
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            # Readable too, to look at the last byte (see append).
+            self.fd = os.open(self.path, os.O_RDWR | flags, 0o644)
+        except PermissionError:  # a file we may append to but not read
+            self.fd = os.open(self.path, os.O_WRONLY | flags, 0o644)
         self.ino = os.fstat(self.fd).st_ino
+        self.left = None
 
     def close(self) -> None:
         if self.fd is not None:
@@ -90,10 +105,25 @@ class _File:
             self._open()
         return st.st_size
 
-    def write(self, data: bytes) -> None:
+    def append(self, data: bytes) -> None:
+        """Append one line (reopening the file if it was rotated). If the file
+        does not end in a newline, a write fell short and left a torn line: the
+        record then starts on a new line rather than glued to the torn one."""
+        size = self.current_size()
+        if size and size != self.left and not self._ends_in_newline(size):
+            data = b"\n" + data
         written = os.write(self.fd, data)
         if written != len(data):
+            self.left = None
             raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
+        # Right unless another writer appended meanwhile; then the next append looks.
+        self.left = size + written
+
+    def _ends_in_newline(self, size: int) -> bool:
+        try:
+            return os.pread(self.fd, 1, size - 1) in (b"\n", b"")
+        except OSError:  # not readable (opened write-only): append as before
+            return True
 
 
 class EventLog:
@@ -180,8 +210,7 @@ class EventLog:
                 targets.append(self._errors)
             if not take_lock:
                 for f in targets:
-                    f.current_size()
-                    f.write(line)
+                    f.append(line)
                 return
             lock = self._lock()
             fcntl.flock(lock, fcntl.LOCK_SH)
@@ -195,8 +224,7 @@ class EventLog:
                             self._rotate(f)
                     fcntl.flock(lock, fcntl.LOCK_SH)
                 for f in targets:
-                    f.current_size()  # reopen if someone else rotated meanwhile
-                    f.write(line)
+                    f.append(line)  # reopens the file if someone else rotated it meanwhile
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         except OSError as exc:
