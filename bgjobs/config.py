@@ -9,6 +9,8 @@ from .records import record
 
 ENV_VAR = "BGJOBS_CONFIG"
 DEFAULT_NAME = "config.yaml"
+# A config is a few KB; one this large is a mistake (or an attack on memory).
+MAX_BYTES = 1024 * 1024
 
 # Keys a per-class entry may override, with the defaults' keys they shadow.
 _POLICY_KEYS = {"max_retries", "retry_delay", "retry_backoff", "timeout", "cancel_grace", "priority"}
@@ -121,25 +123,40 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
     stamp = [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino]
     raw = _cache_get(file, stamp)
-    if raw is _MISS:
-        raw = _read_yaml(file)
-        _cache_put(file, stamp, raw)
-    return parse_config(raw, file)
+    if raw is not _MISS:
+        return parse_config(raw, file)
+    raw = _read_yaml(file)
+    config = parse_config(raw, file)
+    _cache_put(file, stamp, raw)  # only a document that passed: the cache holds no junk
+    return config
 
 
 def _read_yaml(file: str) -> object:
     try:
-        with open(file, encoding="utf-8") as f:
-            text = f.read()
+        with open(file, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(
+            f"{file}: config is larger than {MAX_BYTES // 1024} KB; a bgjobs config is a few KB, "
+            "check that this is the right file"
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: config is not UTF-8 text") from None
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
+        if "*" in text:  # an alias needs one; most configs have none, and skip the scan
+            _refuse_aliases(yaml, text, loader, file)
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except (ValueError, RecursionError) as exc:
+        # From building a value: an integer of more digits than Python converts,
+        # or (pure-Python loader) nesting deeper than the stack.
+        raise ConfigError(f"{file}: malformed YAML: {exc}; fix the value there") from None
     except yaml.YAMLError as exc:
         # One line, at the spot: PyYAML's own text spans lines and names "<unicode string>".
         mark = getattr(exc, "problem_mark", None)
@@ -148,6 +165,22 @@ def _read_yaml(file: str) -> object:
         context = getattr(exc, "context", None)
         detail = f"{what} ({context})" if context else what
         raise ConfigError(f"{file}{where}: malformed YAML: {detail}; fix the YAML there") from None
+
+
+def _refuse_aliases(yaml, text: str, loader, file: str) -> None:
+    """Raise ConfigError at the first alias (*name) in `text`. The loader shares
+    one object per anchor, but whatever walks the document (the JSON cache, a
+    repr in an error message) meets each alias as a full copy of its value, so
+    a few nested ones ("billion laughs") make a 1 KB file gigabytes of data.
+    The events are read without building anything (by the C parser, if there is
+    one): about one more parse, and only of a text that holds a '*'."""
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+            raise ConfigError(
+                f"{file}, line {line}: YAML aliases (*{event.anchor}) are not allowed in a bgjobs "
+                "config; write the value out"
+            )
 
 
 # Parsing YAML means importing PyYAML, which costs more than the rest of a
