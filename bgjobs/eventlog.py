@@ -279,18 +279,33 @@ class EventLog:
                 self._lock_fd = None
 
 
+# Characters JSON may leave raw inside a string, but that a line-based reader
+# (str.splitlines splits at NEL and the Unicode separators) or a terminal (C1
+# controls; `tail -f` of the log) acts on. As \\uXXXX escapes they mean the same
+# value, and a record stays one line for every reader. (JSON escapes C0 itself.)
+_RAW_IN_JSON = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
+def json_line(text: str) -> str:
+    """JSON text (from json.dumps with ensure_ascii=False) with the characters
+    of _RAW_IN_JSON escaped: the same JSON value, safe as one line anywhere."""
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return text.translate(_RAW_IN_JSON)
+
+
 def _encode(record: dict) -> bytes:
     """One record as one line of UTF-8 JSON, shorter than MAX_LINE."""
-    text = jsonc.dumps(record, default=str, ensure_ascii=False)
+    text = json_line(jsonc.dumps(record, default=str, ensure_ascii=False))
     try:
         data = (text + "\n").encode("utf-8")
     except UnicodeEncodeError:
         # Lone surrogates (undecodable bytes in a path or an error message) are
         # not valid in JSON text for most readers: spell them as \\udcXX text.
-        text = jsonc.dumps(_clean(record), default=str, ensure_ascii=False)
+        text = json_line(jsonc.dumps(_clean(record), default=str, ensure_ascii=False))
         data = (text + "\n").encode("utf-8")
     if len(data) >= MAX_LINE:
-        data = (jsonc.dumps(_fit(record), default=str, ensure_ascii=False) + "\n").encode(
+        data = (json_line(jsonc.dumps(_fit(record), default=str, ensure_ascii=False)) + "\n").encode(
             "utf-8", "backslashreplace"
         )
     return data

@@ -100,3 +100,17 @@ def test_a_write_cut_short_by_rlimit_fsize_loses_only_itself(tmp_path):
     records, bad = read_records(tmp_path / MAIN_LOG)
     assert [r["message"] for r in records] == ["before the limit", "after the limit was lifted"]
     assert bad == 1
+
+
+def test_a_record_is_one_line_for_any_line_splitter(tmp_path):
+    # JSON leaves DEL, C1 controls (NEL, CSI) and U+2028/U+2029 raw in a string;
+    # str.splitlines() splits at NEL and at both separators, a terminal acts on CSI.
+    text = "a\x85b\u2028c\u2029d\x9b2Je\x7ff\x1bg\nh"
+    log = EventLog(tmp_path)
+    written = log.emit("failed", level="ERROR", job=job(), message=text, error=text)
+    log.close()
+    for name in (MAIN_LOG, ERRORS_LOG):
+        content = (tmp_path / name).read_text(encoding="utf-8")
+        assert content.isascii()
+        assert len(content.splitlines()) == 1
+        assert [json.loads(line) for line in content.splitlines()] == [written]
