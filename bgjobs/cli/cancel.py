@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import EXIT_JOB_FAILED, AlreadyFinal, CancelInProgress
+from ..errors import EXIT_JOB_FAILED, EXIT_USAGE, AlreadyFinal, CancelInProgress
 from . import null_for_closed_streams
 from .common import Command, exit_now, local_user, print_json, run
 
@@ -33,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from .. import api
 
-        if args.grace is not None and not args.grace >= 0:
-            print("error: --grace must be >= 0 seconds", file=sys.stderr)
-            return 2
+        # Refused here before the library sees it (nan compares false with all;
+        # the upper bound is the library's, bgjobs.cancel).
+        if args.grace is not None and not 0 <= args.grace < float("inf"):
+            print(
+                f"error: --grace must be a finite number of seconds >= 0; got {args.grace!r}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         try:
             result = api.cancel_job(
                 args.job_id, grace=args.grace, source="cli", user=local_user(), config=args.config

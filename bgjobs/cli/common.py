@@ -150,10 +150,49 @@ class Args:
         return f"Args({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
+# Characters a terminal acts on rather than shows: C0 controls (newline, carriage
+# return, tab, ESC ...), DEL and C1 controls (CSI ...), and the Unicode line and
+# paragraph separators and bidi overrides, which split or reorder what is shown.
+# Each is shown as a visible escape, so text from a job (its params, messages,
+# errors) can neither forge a line or a row nor drive the operator's terminal.
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CONTROLS = {
+    c: _NAMED.get(chr(c), f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+    for c in (
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+
+
+def printable(value: object) -> str:
+    """`value` as text safe to print in a human view: one line, every control
+    character (see _CONTROLS) shown as an escape such as \\n or \\x1b. JSON
+    output needs none of this: it is exact and escapes for itself."""
+    return str(value).translate(_CONTROLS)
+
+
+def positive_int(text: str) -> int:
+    """An argument `type` for a count such as --limit: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        from argparse import ArgumentTypeError  # only to say what was wrong, in argparse's words
+
+        raise ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
+    return value
+
+
 def usage_error(prog: str, message: str) -> None:
     # One line, like every other refusal: the usage block of a command with
     # a dozen options would bury it; --help has it all.
-    print(f"{prog}: error: {message}; see {prog} --help", file=sys.stderr)
+    print(f"{prog}: error: {printable(message)}; see {prog} --help", file=sys.stderr)
     sys.exit(EXIT_USAGE)
 
 
@@ -162,7 +201,7 @@ def run(func: Callable[[], int]) -> int:
     try:
         return func()
     except BgjobsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -12,8 +12,9 @@ import sys
 import time
 
 from ..errors import EXIT_OK, NoSuchJob
+from ..eventlog import json_line
 from . import null_for_closed_streams
-from .common import Command, run
+from .common import Command, printable, run
 
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
 if TYPE_CHECKING:
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         level = parse_level(args.level) if args.level is not None else None
     except ValueError as exc:
         parser.error(f"--level: {exc}")
-    if args.interval <= 0:
-        parser.error("--interval must be a positive number of seconds")
+    if not 0 < args.interval < float("inf"):  # also refuses nan, which would poll without a pause
+        parser.error(f"--interval must be a positive, finite number of seconds; got {args.interval!r}")
 
     def body() -> int:
         from ..config import load_config
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not _job_exists(config.db_path, args.job_id):
                     raise NoSuchJob(args.job_id)
                 if not args.follow:
-                    print(f"job {args.job_id} has no records in {path}", file=sys.stderr)
+                    print(f"job {args.job_id} has no records in {printable(path)}", file=sys.stderr)
             show(records)
             if args.follow:
                 return follow(tail, show, args.interval)
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         finally:
             if tail.bad_lines:
-                print(f"job-logs: skipped {tail.bad_lines} bad line(s) in {path}", file=sys.stderr)
+                print(f"job-logs: skipped {tail.bad_lines} bad line(s) in {printable(path)}", file=sys.stderr)
             tail.close()
 
     return run(body)
@@ -131,22 +132,25 @@ class Printer:
 
     def format(self, record: dict) -> str:
         if self.as_json:
-            return json.dumps(record, ensure_ascii=False)
+            return json_line(json.dumps(record, ensure_ascii=False))
         return format_record(record)
 
 
 def format_record(record: dict) -> str:
     """One record as a line (time, level, job, event, message), then its
-    traceback indented below."""
+    traceback indented below. Every field is shown with its control characters
+    escaped (common.printable): a record stays one line and sends the terminal
+    nothing but text; only the traceback keeps its own newlines, each of its
+    lines indented below the record."""
     job_id = record.get("job_id")
-    job = f"job {job_id}" if job_id is not None else "-"
-    line = (
-        f"{record.get('ts') or '-':<24} {record.get('level') or '-':<7} {job:>8}  "
-        f"{record.get('event') or '-':<16} {record.get('message') or ''}"
-    )
+    ts, level, event = (printable(record.get(key) or "-") for key in ("ts", "level", "event"))
+    job = printable(f"job {job_id}") if job_id is not None else "-"
+    line = f"{ts:<24} {level:<7} {job:>8}  {event:<16} {printable(record.get('message') or '')}"
     traceback = record.get("traceback")
     if isinstance(traceback, str) and traceback.strip():
-        line += "\n" + "\n".join("    " + t for t in traceback.rstrip("\n").splitlines())
+        # Split at newlines only: splitlines() also splits at \r, \f, \x1c ...,
+        # which are escaped in place instead.
+        line += "\n" + "\n".join("    " + printable(t) for t in traceback.rstrip("\n").split("\n"))
     return line.rstrip(" ")
 
 

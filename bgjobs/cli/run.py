@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None, runner=None) -> int:
     """job-run. `runner`, if given, is a fork of this process made as it started
     (spawner.ForkedRunner): it records the job and runs it."""
     from ..errors import EXIT_JOB_FAILED, EXIT_OK
-    from .common import local_user, print_json, run
+    from .common import local_user, print_json, printable, run
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None, runner=None) -> int:
             print_json(job.to_dict())
         elif args.wait:
             detail = f": {job.error}" if job.error and not job.status == "succeeded" else ""
-            print(f"{job.id} {job.status.value}{detail}")
+            print(f"{job.id} {job.status.value}{printable(detail)}")
         else:
             print(job.id)
         if args.wait and job.status.value != "succeeded":

@@ -6,7 +6,7 @@ import time
 
 from ..job import Job, iso
 from . import null_for_closed_streams
-from .common import Command, exit_now, print_json, run
+from .common import Command, exit_now, positive_int, print_json, printable, run
 
 STATUS_CHOICES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
 
@@ -18,7 +18,13 @@ def build_parser() -> Command:
     p.add_argument(
         "--status", action="append", choices=STATUS_CHOICES, help="only jobs in this state (repeatable)"
     )
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="rows in the table (default 20)")
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="rows in the table, 1 or more (default 20)",
+    )
     return p
 
 
@@ -67,19 +73,21 @@ def table(jobs: list[Job]) -> str:
     rows = [("ID", "STATUS", "JOB", "PARAMS", "TRY", "PRIO", "PROGRESS", "CREATED", "TOOK", "ERROR")]
     for j in jobs:
         took = f"{j.duration:.1f}s" if j.duration is not None else "-"
-        params = ", ".join(map(str, j.params))
+        # Escaped before they are cut, so no cell holds a newline or an escape
+        # sequence: a job's params and error cannot forge a row.
+        params = printable(", ".join(map(str, j.params)))
         rows.append(
             (
                 str(j.id),
                 j.status.value,
-                j.name,
+                printable(j.name),
                 params[:30],
                 f"{j.attempt}/{j.max_attempts}",
                 str(j.priority),
                 _progress(j),
                 _age(j.created_at),
                 took,
-                (j.error or "")[:60],
+                printable(j.error or "")[:60],
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -87,6 +95,8 @@ def table(jobs: list[Job]) -> str:
 
 
 def describe(job: Job) -> str:
+    """The job in detail, one fact a line; what came from the job (params,
+    messages, errors, result) has its control characters escaped."""
     d = job.to_dict()
     lines = [
         f"job {job.id}: {job.class_path}.{job.method}({', '.join(map(repr, job.params))})",
@@ -109,7 +119,7 @@ def describe(job: Job) -> str:
             f"  cancelled  by {job.cancel_source} ({job.cancel_user or 'unknown user'}) at "
             f"{iso(job.cancel_requested_at)}"
         )
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))
 
 
 def console() -> None:
