@@ -72,16 +72,24 @@ def browser_project(project):
     return project
 
 
-def _start_server(project, tmp_path, password: str | None = None):
+def start_server(
+    project, tmp_path, password: str | None = None, address: str | None = None, env: dict | None = None
+):
+    """Start `streamlit run dashboard.py` for `project`; returns (url, process, stop).
+
+    `address` binds the server there (the url still says 127.0.0.1, which a
+    wildcard address also answers); `env` adds environment variables."""
     if CHROMIUM is None:
         pytest.skip("no Chromium found (looked for `chromium` on PATH and /usr/bin/chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     port = _free_port()
-    env = project.env
+    extra, env = env or {}, project.env
     env["PYTHONPATH"] = os.pathsep.join([str(project.root), str(REPO)])
     env.pop("BGJOBS_DASHBOARD_PASSWORD", None)
+    env.pop("BGJOBS_DASHBOARD_ALLOW_UNAUTHENTICATED", None)
     if password:
         env["BGJOBS_DASHBOARD_PASSWORD"] = password
+    env.update(extra)
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [
@@ -98,6 +106,7 @@ def _start_server(project, tmp_path, password: str | None = None):
             "none",
             "--browser.gatherUsageStats",
             "false",
+            *(["--server.address", address] if address else []),
         ],
         cwd=REPO,
         env=env,
@@ -135,18 +144,29 @@ def _start_server(project, tmp_path, password: str | None = None):
 
 
 @pytest.fixture
-def page():
+def browser():
+    """Debian's Chromium, headless, started by Playwright (which downloads nothing)."""
     if CHROMIUM is None:
         pytest.skip("no Chromium found (looked for `chromium` on PATH and /usr/bin/chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            pg = browser.new_page(viewport={"width": 1440, "height": 1500})
-            pg.set_default_timeout(TIMEOUT_MS)
-            yield pg
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def new_page(browser):
+    """A page in a new browser context: its own cookies, so its own Streamlit session."""
+    pg = browser.new_context(viewport={"width": 1440, "height": 1500}).new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    return pg
+
+
+@pytest.fixture
+def page(browser):
+    return new_page(browser)
 
 
 # --- helpers: Streamlit widgets as a person uses them --------------------------------------
@@ -208,7 +228,7 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
     proj.submit("handle", 1, True, cls="jobs.example.ExampleJob")
     proj.submit("handle", 90, cls="jobs.example.ExampleJob")  # still running at the end
     proj.submit("handle", 1, cls="jobs.example.ExampleJob", delay=3600)  # queued
-    url, server, stop = _start_server(proj, tmp_path)
+    url, server, stop = start_server(proj, tmp_path)
     try:
         # Launch from the form; follow the link to the job; watch the live table.
         job_id = _launch(page, url, "jobs.example.ExampleJob", "handle", seconds=1.5)
@@ -285,7 +305,7 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
 def test_password_gate_in_the_browser(browser_project, page, tmp_path):
     from playwright.sync_api import expect
 
-    url, _, stop = _start_server(browser_project, tmp_path, password="correct horse")
+    url, _, stop = start_server(browser_project, tmp_path, password="correct horse")
     try:
         page.goto(f"{url}/logs?logs_tab=Errors")  # a link someone shared
         box = page.get_by_label("Password", exact=True)
