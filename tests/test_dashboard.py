@@ -48,7 +48,7 @@ def texts(elements) -> str:
 
 
 def open_job(at: AppTest, job_id: int) -> AppTest:
-    return ok(at.number_input(key="job").set_value(job_id).run())
+    return ok(at.text_input(key="job").set_value(str(job_id)).run())
 
 
 # --- Jobs ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ traceback of each failed attempt, and the tail of its output."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import streamlit as st
@@ -14,7 +15,8 @@ from bgjobs.errors import BgjobsError, NoSuchJob
 from bgjobs.job import Job
 from bgjobs.ui import common
 
-JOB_KEY = "job"  # the open job's id; bound to the URL as ?job=ID
+JOB_KEY = "job"  # the open job's id, as text; bound to the URL as ?job=ID
+MAX_ID = 2**63 - 1  # SQLite's largest integer
 _CONFIRM = "_job_confirm_cancel"  # id of the job whose Cancel awaits confirmation
 _PENDING = "_job_pending"  # {"id": job id, "action": "cancel" | "retry"}
 _FLASH = "_job_flash"  # (kind, message) shown once after an action
@@ -23,26 +25,42 @@ OUTPUT_BYTES = 64 * 1024
 
 def open_job(job_id: int | None) -> None:
     """Show job `job_id` (None closes the detail). For callbacks."""
-    st.session_state[JOB_KEY] = None if job_id is None else int(job_id)
+    st.session_state[JOB_KEY] = None if job_id is None else str(int(job_id))
     st.session_state.pop(_CONFIRM, None)
+
+
+def parse_job_id(text: str) -> int | None:
+    """The job id that `text` names, or None if it names none: ids are whole
+    numbers from 1 to SQLite's largest integer, in ASCII digits."""
+    text = text.strip()
+    if not re.fullmatch(r"[0-9]{1,19}", text):
+        return None
+    job_id = int(text)
+    return job_id if 1 <= job_id <= MAX_ID else None
 
 
 def render(cfg: Config) -> None:
     st.divider()
-    job_id = st.number_input(
+    # A text box, not a number box: the URL seeds it (?job=...), and a number
+    # box's own parsing of a link such as ?job=1e400 raised inside Streamlit.
+    # Here any text arrives, and parse_job_id judges it.
+    text = st.text_input(
         "Open job",
-        min_value=1,
         value=None,
-        step=1,
         key=JOB_KEY,
         bind="query-params",
         placeholder="job id, or select a row above",
         width=260,
     )
+    if not text or not text.strip():
+        return
+    job_id = parse_job_id(text)
     if job_id is None:
+        shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:39] + "…"
+        st.warning(f"There is no job {common.md(shown)}; a job id is a whole number such as 42.")
         return
     try:
-        job = api.get_job(int(job_id), config=cfg, refresh=False)  # list_jobs just dispatched
+        job = api.get_job(job_id, config=cfg, refresh=False)  # list_jobs just dispatched
     except NoSuchJob:
         st.warning(f"There is no job {job_id}.")
         return
