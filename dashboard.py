@@ -10,7 +10,9 @@ from bgjobs.ui import auth, common, logdata
 
 st.set_page_config(page_title="bgjobs", page_icon=":material/memory:", layout="wide")
 
-viewer = auth.gate()  # until the viewer is signed in, only a login form is shown
+# Until the viewer is signed in, only a login form is shown; with no sign-in
+# configured, on an address other machines can reach, only how to set one.
+viewer = auth.gate()
 cfg = common.load_config_or_stop()
 logdata.warm_up(cfg.main_log, cfg.errors_log)  # big logs are parsed before anyone asks
 

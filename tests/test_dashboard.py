@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from bgjobs.ui import throttle
 from tests.conftest import REPO, wait_until
 
 APP = REPO / "dashboard.py"
@@ -22,8 +23,11 @@ TASKS = "testjobs.tasks.Tasks"
 def env(project, monkeypatch):
     monkeypatch.setenv("BGJOBS_CONFIG", str(project.config_path))
     monkeypatch.delenv("BGJOBS_DASHBOARD_PASSWORD", raising=False)
+    monkeypatch.delenv("BGJOBS_DASHBOARD_ALLOW_UNAUTHENTICATED", raising=False)
     monkeypatch.chdir(REPO)  # Streamlit reads .streamlit/config.toml from here
-    return project
+    throttle.LIMITER.reset()  # every AppTest session comes from the same (local) address
+    yield project
+    throttle.LIMITER.reset()
 
 
 def new_app() -> AppTest:
@@ -406,13 +410,15 @@ def test_repeated_wrong_passwords_slow_down(env, monkeypatch):
         at.text_input(key="login_password").set_value("nope")
         ok(at.button[0].click().run())
         # The third wrong try says that the next one must wait.
-        assert texts(at.error) == "Wrong password." + (" The next try must wait 1 s." if tries == 3 else "")
+        assert texts(at.error) == "Wrong password." + (
+            " Too many failed sign-ins from this address; try again in 1 s." if tries == 3 else ""
+        )
     at.text_input(key="login_password").set_value("nope")  # too soon
     ok(at.button[0].click().run())
-    assert "Too many wrong passwords" in texts(at.error)
+    assert "Too many failed sign-ins from this address; try again in 1 s." in texts(at.error)
     at.text_input(key="login_password").set_value("s3cret")  # right, but too soon
     ok(at.button[0].click().run())
-    assert "Too many wrong passwords" in texts(at.error)
+    assert "Too many failed sign-ins" in texts(at.error)
     assert not at.metric
 
 

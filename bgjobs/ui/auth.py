@@ -4,8 +4,12 @@
   login (st.login / st.user / st.logout).
 - Else a password from $BGJOBS_DASHBOARD_PASSWORD, or `dashboard_password` in
   the secrets, shows a login form until it is entered.
-- Else nothing is checked. .streamlit/config.toml binds to 127.0.0.1 for that
-  case, and the sidebar says so.
+- Else nothing is checked, but only while the server listens on a loopback
+  address (.streamlit/config.toml binds to 127.0.0.1), or the operator sets
+  $BGJOBS_DASHBOARD_ALLOW_UNAUTHENTICATED=1. Anywhere else the dashboard shows
+  only how to set a password. The sidebar says that nobody is checked.
+
+Wrong passwords are counted per client address, across sessions (throttle.py).
 """
 
 from __future__ import annotations
@@ -13,26 +17,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib.util
+import ipaddress
 import os
-import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
+from bgjobs.ui import throttle
 from bgjobs.ui.common import Viewer, md, set_viewer
 
 PASSWORD_ENV = "BGJOBS_DASHBOARD_PASSWORD"
 PASSWORD_SECRET = "dashboard_password"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ALLOW_ENV = "BGJOBS_DASHBOARD_ALLOW_UNAUTHENTICATED"
+_YES = {"1", "true", "yes", "on"}
 
 _SIGNED_IN = "_bgjobs_signed_in"  # a fingerprint of the password that was entered
-_FAILURES = "_bgjobs_login_failures"  # (count, time of the last failure)
 _MESSAGE = "_bgjobs_login_message"
 _WANTED = "_bgjobs_wanted_page"  # the page a link asked for, opened once the viewer signs in
-FREE_TRIES = 3  # wrong passwords before each next try must wait
-MAX_WAIT = 60.0
 
 
 def _secret(name: str):
@@ -70,9 +73,69 @@ def gate() -> Viewer:
     elif current == "password":
         viewer = _password_gate(configured_password())
     else:
+        _refuse_if_exposed()
         viewer = Viewer("local", "none")
     set_viewer(viewer)
     return viewer
+
+
+# --- no sign-in: loopback only ---------------------------------------------------------
+
+
+def listen_address() -> str | None:
+    """The server's `server.address` option; None when it is not set."""
+    return st.get_option("server.address") or None
+
+
+def is_loopback(address: str | None) -> bool:
+    """True if a server bound to `address` is reachable from this machine only.
+
+    Unset is not loopback: Streamlit then listens on every interface. A host
+    name other than localhost, and a unix socket (which exists to sit behind a
+    proxy), are not either.
+    """
+    if not address:
+        return False
+    host = address.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def unauthenticated_allowed() -> bool:
+    """True if the operator opted out of the sign-in on a reachable address."""
+    return os.environ.get(ALLOW_ENV, "").strip().lower() in _YES
+
+
+def _where(address: str | None) -> str:
+    return f"`{address}`" if address else "every interface (`server.address` is not set)"
+
+
+def _refuse_if_exposed() -> None:
+    """With no sign-in configured, serve only on a loopback address, unless the
+    operator says otherwise. Else show how to set a sign-in, and stop."""
+    address = listen_address()
+    if is_loopback(address) or unauthenticated_allowed():
+        return
+    st.title("bgjobs")
+    st.error(
+        f"**No sign-in is configured, and this dashboard listens on {_where(address)}**, "
+        "so other machines may reach it, and anyone there could launch and cancel jobs. "
+        "It shows nothing until you do one of these and restart it:\n\n"
+        f"- set `{PASSWORD_ENV}` (or `{PASSWORD_SECRET}` in `.streamlit/secrets.toml`) to "
+        "require a password, or add an `[auth]` section to `.streamlit/secrets.toml` for OIDC login;\n"
+        "- listen on this machine only: `--server.address 127.0.0.1`;\n"
+        "- if something in front of it already checks who comes in, set "
+        f"`{ALLOW_ENV}=1`.",
+        icon=":material/lock:",
+    )
+    st.stop()
 
 
 # --- OIDC ----------------------------------------------------------------------------
@@ -121,31 +184,35 @@ def _fingerprint(password: str) -> str:
     return hashlib.sha256(b"bgjobs-dashboard\0" + password.encode()).hexdigest()
 
 
+def client_address() -> str:
+    """The address the viewer connects from, as the server's socket sees it.
+
+    Streamlit reports this machine as None; it counts as one client. Headers
+    such as X-Forwarded-For are not used: a client writes them itself, and
+    each new value would get it fresh tries. Behind a reverse proxy, every
+    viewer therefore shares the proxy's address (and its count).
+    """
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "this machine"
+
+
 def _check_password() -> None:
     entered = st.session_state.get("login_password") or ""
     st.session_state["login_password"] = ""
     password = configured_password()
-    count, last = st.session_state.get(_FAILURES, (0, 0.0))
-    wait = _wait_after(count) - (time.time() - last)
-    if wait > 0:
-        st.session_state[_MESSAGE] = f"Too many wrong passwords; try again in {wait:.0f} s."
-        return
-    if password and hmac.compare_digest(entered.encode(), password.encode()):
+    result = throttle.LIMITER.attempt(
+        client_address(),
+        lambda: bool(password) and hmac.compare_digest(entered.encode(), password.encode()),
+    )
+    if result.passed:
         st.session_state[_SIGNED_IN] = _fingerprint(password)
-        st.session_state.pop(_FAILURES, None)
         st.session_state.pop(_MESSAGE, None)
         return
-    st.session_state[_FAILURES] = (count + 1, time.time())
-    wait = _wait_after(count + 1)
-    st.session_state[_MESSAGE] = "Wrong password." + (
-        f" The next try must wait {wait:.0f} s." if wait else ""
-    )
-
-
-def _wait_after(failures: int) -> float:
-    if failures < FREE_TRIES:
-        return 0.0
-    return min(2.0 ** (failures - FREE_TRIES), MAX_WAIT)
+    too_many = f"Too many failed sign-ins from this address; {result.wait_text}."
+    if not result.checked:
+        st.session_state[_MESSAGE] = too_many
+    else:
+        st.session_state[_MESSAGE] = "Wrong password." + (f" {too_many}" if result.wait else "")
 
 
 def _password_gate(password: str) -> Viewer:
@@ -197,12 +264,15 @@ def sidebar(viewer: Viewer) -> None:
             st.caption("Signed in with the dashboard password")
             st.button("Sign out", key="logout", on_click=_sign_out)
         else:
-            address = st.get_option("server.address") or "all interfaces"
+            address = listen_address()
             text = (
                 "**Unauthenticated.** Anyone who can reach this address can launch and "
                 f"cancel jobs. Set `{PASSWORD_ENV}` to require a password."
             )
-            if address in LOOPBACK:
-                st.warning(f"{text} Listening on {address} only.", icon=":material/lock_open:")
-            else:
-                st.error(f"{text} Listening on **{address}**.", icon=":material/lock_open:")
+            if is_loopback(address):
+                st.warning(f"{text} Listening on {_where(address)} only.", icon=":material/lock_open:")
+            else:  # only with the opt-out; else the gate showed nothing
+                st.error(
+                    f"{text} Listening on {_where(address)}, because `{ALLOW_ENV}` is set.",
+                    icon=":material/lock_open:",
+                )

@@ -113,5 +113,6 @@ def _access_text() -> str:
         )
     return (
         f"**None.** Set `{auth.PASSWORD_ENV}`, or configure OIDC in `.streamlit/secrets.toml`. "
-        "Records name the user `local`."
+        "Without either, the dashboard serves only on a loopback address, unless "
+        f"`{auth.ALLOW_ENV}` is set. Records name the user `local`."
     )
