@@ -10,6 +10,7 @@ EXIT_NO_JOB = 3
 EXIT_ALREADY_FINAL = 4
 EXIT_CANCEL_IN_PROGRESS = 5
 EXIT_TIMEOUT = 6
+EXIT_STORE = 7  # the job store (state/jobs.sqlite3) is damaged, foreign, newer, gone, or cannot be written
 
 
 class BgjobsError(Exception):
@@ -65,3 +66,16 @@ class WaitTimeout(BgjobsError):
     """wait_for() gave up before the job was final; the job itself runs on."""
 
     exit_code = EXIT_TIMEOUT
+
+
+class StoreError(BgjobsError):
+    """The job store cannot be used: the file is not a bgjobs database, is
+    damaged or of a newer schema, was deleted while open, or cannot be written
+    (a full disk). The message names the file and says what to do; the file
+    itself is left as it was."""
+
+    exit_code = EXIT_STORE
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
