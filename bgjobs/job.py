@@ -93,6 +93,17 @@ class Status(str, metaclass=_Members):
     def __reduce__(self):
         return Status, (self.value,)
 
+    @classmethod
+    def read(cls, value: object) -> Status:
+        """The member for a stored `value`; for a value this bgjobs does not
+        know (a row written by another version, or by hand), a Status that is
+        no member: it shows the text as stored, and is neither waiting,
+        active nor final, so nothing claims, reconciles or counts it."""
+        try:
+            return cls._by_value[value]
+        except (KeyError, TypeError):
+            return str.__new__(cls, value if isinstance(value, str) else repr(value))
+
 
 Status._members = tuple(
     str.__new__(Status, v) for v in ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
@@ -108,12 +119,17 @@ ACTIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
 
 
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds -> ISO 8601 UTC with milliseconds (the log's format)."""
+    """Epoch seconds -> ISO 8601 UTC with milliseconds (the log's format).
+    None for None, and for a time no calendar date can show (inf, NaN, 1e300,
+    or not a number at all: a damaged row), so a listing never fails on one."""
     if ts is None:
         return None
     from .eventlog import utc_iso
 
-    return utc_iso(ts)
+    try:
+        return utc_iso(ts)
+    except (OverflowError, ValueError, TypeError, OSError):
+        return None
 
 
 # The columns of a job row, in order (class is `class_path` here).
@@ -165,11 +181,33 @@ class Job(record("Job", JOB_FIELDS)):
 
     @classmethod
     def from_row(cls, row) -> Job:
+        """The snapshot of a row. It never fails on a row that is bad anyway
+        (written by another version, or by hand): params that are not a JSON
+        array become UnreadableParams, an unknown status a Status that is no
+        member (Status.read), and a number column that holds no number None.
+        `defect` says what makes such a row one that cannot run."""
         d = dict(row)
         d["class_path"] = d.pop("class")
-        d["params"] = tuple(jsonc.loads(d["params"]))
-        d["status"] = Status(d["status"])
+        d["params"] = _params(d["params"])
+        d["status"] = Status.read(d["status"])
+        for name in _NUMBERS:
+            if type(d[name]) not in (int, float):
+                d[name] = None
         return cls._make([d[name] for name in JOB_FIELDS])
+
+    @property
+    def defect(self) -> str | None:
+        """Why this row cannot be run as it stands, or None if it can."""
+        if isinstance(self.params, UnreadableParams):
+            return f"params are not a JSON array: {self.params.text[:200]!r}"
+        if self.status not in Status:
+            return f"status {self.status.value!r} is not one this bgjobs knows"
+        if not isinstance(self.class_path, str) or not isinstance(self.method, str):
+            return "it names no class or no method"
+        missing = [name for name in _REQUIRED_NUMBERS if getattr(self, name) is None]
+        if missing:
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a number"
+        return None
 
     def to_json(self) -> str:
         """Every field, as from_json reads it back (to_dict is for people)."""
@@ -178,7 +216,7 @@ class Job(record("Job", JOB_FIELDS)):
     @classmethod
     def from_json(cls, text: str | bytes) -> Job:
         d = jsonc.loads(text)
-        return cls(**{**d, "params": tuple(d["params"]), "status": Status(d["status"])})
+        return cls(**{**d, "params": tuple(d["params"]), "status": Status.read(d["status"])})
 
     @property
     def is_final(self) -> bool:
@@ -190,23 +228,31 @@ class Job(record("Job", JOB_FIELDS)):
 
     @property
     def attempts_left(self) -> bool:
-        return self.attempt < self.max_attempts
+        """True if another attempt may start; False for a row without its counts."""
+        try:
+            return self.attempt < self.max_attempts
+        except TypeError:
+            return False
 
     def next_retry_delay(self) -> float:
         """Seconds before the retry that follows attempt `self.attempt`:
-        retry_delay x backoff^n, where n counts retries from 0."""
-        return self.retry_delay * self.retry_backoff ** max(self.attempt - 1, 0)
+        retry_delay x backoff^n, where n counts retries from 0 (0 for a row
+        without its numbers)."""
+        try:
+            return self.retry_delay * self.retry_backoff ** max(self.attempt - 1, 0)
+        except TypeError:
+            return 0.0
 
     @property
     def name(self) -> str:
         """`Class.method`, as people say it."""
-        return f"{self.class_path.rsplit('.', 1)[-1]}.{self.method}"
+        return f"{str(self.class_path).rsplit('.', 1)[-1]}.{self.method}"
 
     @property
     def duration(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None
-        return max(0.0, self.finished_at - self.started_at)
+        return _finite(max(0.0, self.finished_at - self.started_at))
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: the shape of `job-status ID --json`."""
@@ -224,10 +270,10 @@ class Job(record("Job", JOB_FIELDS)):
             "exit_code": self.exit_code,
             "exit_signal": self.exit_signal,
             "result": self.result,
-            "progress": self.progress,
+            "progress": _finite(self.progress),
             "progress_message": self.progress_message,
             "pid": self.pid,
-            "timeout": self.timeout,
+            "timeout": _finite(self.timeout),
             "created_at": iso(self.created_at),
             "run_after": iso(self.run_after),
             "started_at": iso(self.started_at),
@@ -239,3 +285,71 @@ class Job(record("Job", JOB_FIELDS)):
             "user": self.user,
             "retry_of": self.retry_of,
         }
+
+
+class UnreadableParams(tuple):
+    """The params of a row whose params column is not a JSON array: a tuple of
+    one marker string, so a listing shows what is stored; `text` is the column
+    as stored. Such a job never runs (Store.claim_due fails it)."""
+
+    def __new__(cls, text: str) -> UnreadableParams:
+        self = super().__new__(cls, (f"<unreadable params: {text}>",))
+        self.text = text
+        return self
+
+    def __getnewargs__(self) -> tuple:
+        return (self.text,)
+
+
+def _params(stored) -> tuple:
+    try:
+        params = jsonc.loads(stored)
+    except (ValueError, TypeError, RecursionError):
+        params = None
+    if isinstance(params, list):
+        return tuple(params)
+    return UnreadableParams(stored if isinstance(stored, str) else repr(stored))
+
+
+def _finite(value):
+    """`value` if it is a finite number, else None (JSON has no inf or NaN)."""
+    if type(value) in (int, float) and value - value == 0:
+        return value
+    return None
+
+
+# Columns that hold numbers (a row may hold anything else there: it reads as None).
+_NUMBERS = (
+    "id",
+    "priority",
+    "attempt",
+    "max_attempts",
+    "retry_delay",
+    "retry_backoff",
+    "timeout",
+    "cancel_grace",
+    "run_after",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "runner_pid",
+    "runner_start",
+    "pid",
+    "pid_start",
+    "exit_code",
+    "exit_signal",
+    "progress",
+    "cancel_requested_at",
+    "retry_of",
+)
+# Those a job cannot run without.
+_REQUIRED_NUMBERS = (
+    "priority",
+    "attempt",
+    "max_attempts",
+    "retry_delay",
+    "retry_backoff",
+    "cancel_grace",
+    "created_at",
+)
