@@ -16,10 +16,16 @@ has_secret_auth() {
 
 case "${1:-}" in
     streamlit)
-        if [ -z "${BGJOBS_DASHBOARD_PASSWORD:-}" ] && ! has_secret_auth; then
+        # The same opt-out as the dashboard's own refusal (bgjobs/ui/auth.py).
+        case "${BGJOBS_DASHBOARD_ALLOW_UNAUTHENTICATED:-}" in
+            1|[Tt][Rr][Uu][Ee]|[Yy][Ee][Ss]|[Oo][Nn]) allow_unauthenticated=1 ;;
+            *) allow_unauthenticated= ;;
+        esac
+        if [ -z "$allow_unauthenticated" ] && [ -z "${BGJOBS_DASHBOARD_PASSWORD:-}" ] && ! has_secret_auth; then
             echo "bgjobs: refusing to start the dashboard without a password." >&2
             echo "  Set one:  docker run -e BGJOBS_DASHBOARD_PASSWORD=... (or --env-file)," >&2
-            echo "  or mount /app/.streamlit/secrets.toml with dashboard_password or an [auth] section." >&2
+            echo "  or mount /app/.streamlit/secrets.toml with dashboard_password or an [auth] section," >&2
+            echo "  or, if a proxy in front already checks who comes in, -e BGJOBS_DASHBOARD_ALLOW_UNAUTHENTICATED=1." >&2
             exit 64
         fi
         ;;

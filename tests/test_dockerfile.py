@@ -87,8 +87,8 @@ def fake_streamlit(tmp_path):
     return bindir
 
 
-def _entrypoint(fake_streamlit, tmp_path, *args, password: str | None = None):
-    env = {"PATH": f"{fake_streamlit}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+def _entrypoint(fake_streamlit, tmp_path, *args, password: str | None = None, **extra: str):
+    env = {"PATH": f"{fake_streamlit}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path / "home"), **extra}
     if password is not None:
         env["BGJOBS_DASHBOARD_PASSWORD"] = password
     return subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=10)
@@ -121,6 +121,19 @@ def test_entrypoint_accepts_secrets_file(fake_streamlit, tmp_path, secrets):
     (home / "secrets.toml").write_text(secrets)
     proc = _entrypoint(fake_streamlit, tmp_path, "streamlit", "run", "dashboard.py")
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("value, starts", [("1", True), ("yes", True), ("0", False), ("", False)])
+def test_entrypoint_honours_the_dashboards_opt_out(fake_streamlit, tmp_path, value, starts):
+    proc = _entrypoint(
+        fake_streamlit,
+        tmp_path,
+        "streamlit",
+        "run",
+        "dashboard.py",
+        BGJOBS_DASHBOARD_ALLOW_UNAUTHENTICATED=value,
+    )
+    assert (proc.returncode == 0 and "started" in proc.stdout) is starts, proc.stderr
 
 
 def test_entrypoint_runs_other_commands_as_given(fake_streamlit, tmp_path):
