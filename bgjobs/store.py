@@ -6,6 +6,11 @@ functions here are the only code that changes a job's status.
 
 This class is the seam for a second implementation (a shared database for a
 fleet of machines): callers use its methods, never SQL.
+
+A file that cannot serve as the store (not a bgjobs database, damaged, of a
+newer schema, deleted while open, on a full disk) is a StoreError that names
+it and says what to do; no method raises a raw sqlite3 error, and none
+overwrites or recreates the file to get past one.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ try:
 except ImportError:  # an implementation without it
     from threading import local as thread_local
 
-from .job import ACTIVE, WAITING, Job, Status
+from .errors import StoreError
+from .job import ACTIVE, Job, Status
 
 TYPE_CHECKING = False  # typing and collections.abc are kept out of the start-up path
 if TYPE_CHECKING:
@@ -91,6 +97,12 @@ def _cache_info(*info):  # what cache_info() would return; SQLite never asks
     return info
 
 
+# Waiting jobs (job.WAITING), as the partial indexes below name them. A query uses such an
+# index only if its WHERE clause holds this very term, so every query for
+# waiting jobs spells it this way (and names the index, so a plan that does
+# not use it is an error rather than a slow scan).
+WAITING_SQL = "status IN ('queued', 'retrying')"
+
 # Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: list[list[str]] = [
     [
@@ -133,23 +145,60 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_due ON jobs (status, priority, created_at)",
         "CREATE INDEX jobs_created ON jobs (created_at)",
     ],
+    [  # the claim, next_due and the per-class count read only the rows they need
+        f"CREATE INDEX jobs_waiting ON jobs (priority, created_at, id) WHERE {WAITING_SQL}",
+        f"CREATE INDEX jobs_waiting_run_after ON jobs (run_after) WHERE {WAITING_SQL}",
+        "CREATE INDEX jobs_running ON jobs (class) WHERE status = 'running'",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-_IN = {
-    "active": tuple(s.value for s in ACTIVE),
-    "waiting": tuple(s.value for s in WAITING),
-}
+_ACTIVE = tuple(s.value for s in ACTIVE)
+_BUSY_RETRY_FOR = 60.0  # seconds, as the busy timeout: how long a first open waits for another
+_CLAIM_ORDER = "priority, created_at, id"
+_CLAIM = f"SELECT * FROM jobs INDEXED BY jobs_waiting WHERE {WAITING_SQL} AND run_after <= ?"
+# The store's version and what it holds, read at one moment (one statement).
+_SCHEMA = (
+    "SELECT (SELECT user_version FROM pragma_user_version), EXISTS (SELECT 1 FROM sqlite_master), "
+    "EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs')"
+)
+_ADVICE = "move it aside and bgjobs will create a new one, or restore it from a backup"
 
 
 def _placeholders(values) -> str:
     return ",".join("?" * len(values))
 
 
-class Store:
-    """A handle on one SQLite job database. One connection per thread."""
+def _translated(method):
+    """Wrap a Store method so that an error SQLite reports (a damaged or
+    foreign file, a full disk, a lock held too long) leaves it as a StoreError
+    that names the file and says what to do, never as a raw sqlite3 error."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def translated(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except driver().DatabaseError as exc:
+            raise self._store_error(exc) from exc
+
+    translated.__name__, translated.__qualname__ = method.__name__, method.__qualname__
+    translated.__doc__, translated.__wrapped__ = method.__doc__, method
+    return translated
+
+
+class Store:
+    """A handle on one SQLite job database. One connection per thread.
+
+    Every method raises StoreError, never a raw sqlite3 error, when the file
+    cannot be used: it is not a bgjobs database, it is damaged or of a newer
+    schema, it was deleted or replaced while open, or it cannot be written.
+    The file is never overwritten or recreated to get past such an error."""
+
+    def __init__(self, path: str | os.PathLike, *, id_floor: Callable[[], int] | None = None) -> None:
+        """`id_floor()`, called once when this creates a brand-new database,
+        gives the highest job id already used outside it (by output files and
+        log records, see highest_used_id); new ids start above it, so a job
+        never takes over the output or the history of an older one."""
         self.path = os.fspath(path)
+        self.id_floor = id_floor
         self._local = thread_local()
 
     # --- connection and transactions ---------------------------------------
@@ -157,38 +206,135 @@ class Store:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            sqlite3 = driver()
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 60000")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._local.conn = conn
-            self._migrate(conn)
+            return self._connect()
+        # One stat a call: a store deleted or replaced under this process must
+        # not go on taking (and losing) what it records.
+        try:
+            st = os.stat(self.path)
+            same = (st.st_dev, st.st_ino) == self._local.file
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise StoreError(
+                f"{self.path} was deleted or replaced while this process had it open, so what it "
+                "records now would be lost; restore it from a backup, or restart the process to "
+                "use the file now there (bgjobs creates a new one if none is)",
+                path=self.path,
+            )
         return conn
 
+    def _connect(self) -> sqlite3.Connection:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        sqlite3 = driver()
+        conn = sqlite3.connect(self.path, timeout=_BUSY_RETRY_FOR, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            # Read at one moment: a store another process is creating is either
+            # still empty or already migrated, never half of each.
+            version, has_tables, has_jobs = conn.execute(_SCHEMA).fetchone()
+            # Refused before anything is written, WAL mode included: a newer or
+            # foreign database is left exactly as it was.
+            self._check_schema(version, has_tables, has_jobs)
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._set_wal(conn)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if version != SCHEMA_VERSION:
+                self._migrate(conn)
+            st = os.stat(self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._local.conn, self._local.file = conn, (st.st_dev, st.st_ino)
+        return conn
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. Two processes creating the same new store at once can
+        each hold what the other needs to switch; SQLite then refuses at once
+        (no busy wait), so the switch is tried again, with a bounded backoff."""
+        deadline = time.monotonic() + _BUSY_RETRY_FOR
+        pause = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except driver().OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "SQLITE_BUSY").startswith("SQLITE_BUSY")
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _check_schema(self, version: int, has_tables: bool, has_jobs: bool) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this bgjobs knows "
+                f"({SCHEMA_VERSION}); upgrade bgjobs, or {_ADVICE}",
+                path=self.path,
+            )
+        # A migration sets the version in the transaction that makes the tables,
+        # so a store of version 0 holds none, and one of a later version holds jobs.
+        why = "it holds other tables" if version == 0 and has_tables else None
+        if version > 0 and not has_jobs:
+            why = f"it has schema version {version} but no jobs table"
+        if why:
+            raise StoreError(f"{self.path} is not a bgjobs database ({why}); {_ADVICE}", path=self.path)
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return
-        with self._tx(conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has schema version {version}, newer than this bgjobs "
-                    f"({SCHEMA_VERSION}); upgrade bgjobs"
-                )
+        with _Transaction(conn):
+            version, has_tables, has_jobs = conn.execute(_SCHEMA).fetchone()
+            self._check_schema(version, has_tables, has_jobs)
             for step in MIGRATIONS[version:]:
                 for ddl in step:
                     conn.execute(ddl)
+            if version == 0 and self.id_floor is not None:
+                floor = int(self.id_floor())
+                if floor > 0:  # AUTOINCREMENT gives the next id above sqlite_sequence's
+                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (floor,))
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _store_error(self, exc: Exception) -> StoreError:
+        """The StoreError for `exc`, an error SQLite reported on this store."""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        path, what = self.path, str(exc)
+        if name == "SQLITE_NOTADB":
+            message = f"{path} is not a bgjobs database ({what}); {_ADVICE}"
+        elif name.startswith("SQLITE_CORRUPT"):
+            message = f"{path} is damaged ({what}); {_ADVICE}"
+        elif name == "SQLITE_FULL":
+            message = f"{path} could not be written: the disk is full ({what}); free some space and try again"
+        elif name.startswith("SQLITE_IOERR") and "READ" in name:
+            message = f"{path} could not be read ({what}); check the disk, then try again"
+        elif name.startswith("SQLITE_IOERR"):
+            message = (
+                f"{path} could not be written ({what}): the disk may be full or failing, or a file "
+                "size limit (ulimit -f) reached; free some space and try again"
+            )
+        elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            message = (
+                f"{path} stayed locked by another process for {_BUSY_RETRY_FOR:.0f}s ({what}); "
+                f"find it (fuser {path}) and try again"
+            )
+        elif name == "SQLITE_READONLY_DBMOVED":
+            message = (
+                f"{path} was deleted or moved while this process had it open ({what}); "
+                "restore it from a backup, or restart the process"
+            )
+        elif name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN", "SQLITE_AUTH")):
+            message = (
+                f"{path} cannot be opened or written ({what}); check the permissions of it and its directory"
+            )
+        else:
+            message = f"{path} could not be used ({what}); if this persists, {_ADVICE}"
+        return StoreError(message, path=path)
 
     def _tx(self, conn: sqlite3.Connection | None = None) -> _Transaction:
         """`with self._tx() as conn:` runs the block in one BEGIN IMMEDIATE
         transaction: committed if it returns, rolled back if it raises."""
         return _Transaction(conn or self._conn())
 
+    @_translated
     def open(self) -> None:
         """Open this thread's connection now; it is otherwise opened on first use."""
         self._conn()
@@ -202,10 +348,12 @@ class Store:
 
     # --- reads --------------------------------------------------------------
 
+    @_translated
     def get(self, job_id: int) -> Job | None:
         row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
+    @_translated
     def list_jobs(
         self,
         *,
@@ -239,15 +387,17 @@ class Store:
         sql += " ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [Job.from_row(r) for r in self._conn().execute(sql, args)]
+        return [Job.from_row(r) for r in self._conn().execute(sql, args).fetchall()]
 
+    @_translated
     def jobs_in(self, *statuses: Status) -> list[Job]:
         values = [s.value for s in statuses]
         rows = self._conn().execute(
             f"SELECT * FROM jobs WHERE status IN ({_placeholders(values)}) ORDER BY id", values
         )
-        return [Job.from_row(r) for r in rows]
+        return [Job.from_row(r) for r in rows.fetchall()]
 
+    @_translated
     def counts(self, since: float | None = None) -> dict[str, int]:
         """Jobs per status; with `since`, only jobs finished since then or not finished."""
         sql, args = "SELECT status, COUNT(*) FROM jobs", []
@@ -255,35 +405,35 @@ class Store:
             sql += " WHERE finished_at >= ? OR finished_at IS NULL"
             args.append(since)
         sql += " GROUP BY status"
-        return {s: n for s, n in self._conn().execute(sql, args)}
+        return {s: n for s, n in self._conn().execute(sql, args).fetchall()}
 
+    @_translated
     def has_active(self) -> bool:
-        row = (
-            self._conn()
-            .execute("SELECT 1 FROM jobs WHERE status IN (?, ?, ?) LIMIT 1", _IN["active"])
-            .fetchone()
-        )
+        row = self._conn().execute("SELECT 1 FROM jobs WHERE status IN (?, ?, ?) LIMIT 1", _ACTIVE).fetchone()
         return row is not None
 
+    @_translated
     def has_waiting(self) -> bool:
         row = (
             self._conn()
-            .execute("SELECT 1 FROM jobs WHERE status IN (?, ?) LIMIT 1", _IN["waiting"])
+            .execute(f"SELECT 1 FROM jobs INDEXED BY jobs_waiting WHERE {WAITING_SQL} LIMIT 1")
             .fetchone()
         )
         return row is not None
 
+    @_translated
     def next_due(self) -> float | None:
         """The earliest start time of a waiting job, or None when none waits."""
         row = (
             self._conn()
-            .execute("SELECT MIN(run_after) FROM jobs WHERE status IN (?, ?)", _IN["waiting"])
+            .execute(f"SELECT MIN(run_after) FROM jobs INDEXED BY jobs_waiting_run_after WHERE {WAITING_SQL}")
             .fetchone()
         )
         return row[0]
 
     # --- transitions --------------------------------------------------------
 
+    @_translated
     def insert(self, *, on_insert: Callable[[int], object] | None = None, **values) -> Job:
         """queued: a new row. `values` hold the validated spec and its policy.
         `on_insert(id)` is called with the new row's id before it is committed."""
@@ -303,6 +453,7 @@ class Store:
                 on_insert(cur.lastrowid)
         return Job.from_row(row)
 
+    @_translated
     def claim_due(
         self,
         *,
@@ -313,46 +464,66 @@ class Store:
     ) -> list[tuple[Job, object]]:
         """queued/retrying -> running, for due jobs, lowest priority value first,
         then oldest, within the global and per-class limits. `accept(job)`
-        returns a token (the runner's lock) or None to skip the job."""
+        returns a token (the runner's lock) or None to skip the job.
+
+        A class at its limit is left out in SQL, so no backlog of it keeps
+        another class's job from a free slot. A due row that cannot be run as
+        it stands (see Job.defect: params that are not JSON, a missing count)
+        goes queued/retrying -> failed here, with the reason as its error."""
         now = time.time() if now is None else now
         claimed: list[tuple[Job, object]] = []
         with self._tx() as conn:
             per_class = dict(
-                conn.execute("SELECT class, COUNT(*) FROM jobs WHERE status = ? GROUP BY class", ("running",))
+                conn.execute(
+                    "SELECT class, COUNT(*) FROM jobs INDEXED BY jobs_running WHERE status = 'running' GROUP BY class"
+                ).fetchall()
             )
             free = max_running - sum(per_class.values())
-            if free <= 0:
-                return claimed
-            rows = conn.execute(
-                "SELECT * FROM jobs WHERE status IN (?, ?) AND run_after <= ? "
-                "ORDER BY priority, created_at, id LIMIT ?",
-                (*_IN["waiting"], now, max(free * 4, 64)),
-            ).fetchall()
-            for row in rows:
-                if free <= 0:
+            full = {c for c, limit in class_limits.items() if per_class.get(c, 0) >= limit}
+            after: tuple | None = None  # the claim-order key of the last row accept() refused
+            refusals_left = max(free * 4, 64)  # as many as it may look at before it gives up
+            while free > 0 and refusals_left > 0:
+                sql, args = _CLAIM, [now]
+                if full:
+                    sql += f" AND class NOT IN ({_placeholders(full)})"
+                    args.extend(full)
+                if after is not None:
+                    sql += f" AND ({_CLAIM_ORDER}) > (?, ?, ?)"
+                    args.extend(after)
+                rows = conn.execute(f"{sql} ORDER BY {_CLAIM_ORDER} LIMIT ?", (*args, free + 16)).fetchall()
+                if not rows:
                     break
-                job = Job.from_row(row)
-                limit = class_limits.get(job.class_path)
-                if limit is not None and per_class.get(job.class_path, 0) >= limit:
-                    continue
-                token = accept(job)
-                if token is None:
-                    continue
-                conn.execute(
-                    "UPDATE jobs SET status = 'running', updated_at = ?, pid = NULL, "
-                    "pid_start = NULL, runner_pid = NULL, runner_start = NULL "
-                    "WHERE id = ? AND status = ?",
-                    (now, job.id, job.status.value),
-                )
-                per_class[job.class_path] = per_class.get(job.class_path, 0) + 1
-                free -= 1
-                claimed.append((self._get(conn, job.id), token))
+                for row in rows:
+                    class_path = row["class"]
+                    if class_path in full:  # it reached its limit in this batch
+                        continue
+                    job = Job.from_row(row)  # only for a row it may take
+                    if job.defect is not None:
+                        _fail_unreadable(conn, job, now)
+                        continue
+                    token = accept(job)
+                    if token is None:
+                        after = (job.priority, job.created_at, job.id)
+                        refusals_left -= 1
+                        if refusals_left <= 0:
+                            break
+                        continue
+                    claimed.append((_take(conn, job, now), token))
+                    free -= 1
+                    per_class[class_path] = per_class.get(class_path, 0) + 1
+                    limit = class_limits.get(class_path)
+                    if limit is not None and per_class[class_path] >= limit:
+                        full.add(class_path)
+                    if free <= 0:
+                        break
         return claimed
 
+    @_translated
     def unclaim(self, job_id: int, error: str) -> Job | None:
         """running -> queued: the runner could not be started; try again later."""
         return self._cas(job_id, (Status.RUNNING,), status=Status.QUEUED.value, error=error)
 
+    @_translated
     def start_attempt(self, job_id: int, runner_pid: int, runner_start: int) -> Job | None:
         """running (claimed) -> running (attempt n+1 begins). None if not running."""
         now = time.time()
@@ -366,6 +537,7 @@ class Store:
             )
             return self._get(conn, job_id) if cur.rowcount else None
 
+    @_translated
     def set_attempt_process(self, job_id: int, pid: int, pid_start: int | None) -> None:
         with self._tx() as conn:
             conn.execute(
@@ -373,6 +545,7 @@ class Store:
                 (pid, pid_start, time.time(), job_id),
             )
 
+    @_translated
     def succeed(self, job_id: int, result: str | None) -> Job | None:
         """running -> succeeded."""
         return self._finish(
@@ -386,6 +559,7 @@ class Store:
             progress=1.0,
         )
 
+    @_translated
     def fail_attempt(self, job_id: int, *, retry_at: float | None, **outcome) -> Job | None:
         """running -> retrying (when `retry_at` is set) or -> failed."""
         if retry_at is None:
@@ -394,10 +568,13 @@ class Store:
             job_id, (Status.RUNNING,), status=Status.RETRYING.value, run_after=retry_at, **outcome
         )
 
+    @_translated
     def cancelled(self, job_id: int, **outcome) -> Job | None:
-        """running -> cancelled, after the runner stopped the attempt."""
-        return self._finish(job_id, Status.CANCELLED, **outcome)
+        """running -> cancelled, after the runner stopped the attempt. A cancel
+        is not an exception: one an earlier attempt left is cleared."""
+        return self._finish(job_id, Status.CANCELLED, **{"exception": None, **outcome})
 
+    @_translated
     def cancel_waiting(self, job_id: int, source: str, user: str | None) -> Job | None:
         """queued/retrying -> cancelled, at once: no runner is doing anything."""
         now = time.time()
@@ -410,8 +587,10 @@ class Store:
             cancel_source=source,
             cancel_user=user,
             error="cancelled before it ran",
+            exception=None,
         )
 
+    @_translated
     def request_cancel(self, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
         """Flag a running job for cancellation. Exactly one caller wins (returns the job)."""
         now = time.time()
@@ -424,14 +603,17 @@ class Store:
             )
             return self._get(conn, job_id) if cur.rowcount else None
 
+    @_translated
     def mark_lost(self, job_id: int, *, retry_at: float | None, cancelled: bool, error: str) -> Job | None:
-        """running -> retrying | failed | cancelled, for a job whose runner died."""
+        """running -> retrying | failed | cancelled, for a job whose runner died.
+        A cancel clears the exception (an earlier lost attempt's RunnerLost)."""
         if cancelled:
-            return self._finish(job_id, Status.CANCELLED, error=error)
+            return self._finish(job_id, Status.CANCELLED, error=error, exception=None)
         return self.fail_attempt(
             job_id, retry_at=retry_at, error=error, exception="RunnerLost", exit_code=None, exit_signal=None
         )
 
+    @_translated
     def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:
         with self._tx() as conn:
             conn.execute(
@@ -461,6 +643,27 @@ class Store:
             return self._get(conn, job_id) if cur.rowcount else None
 
 
+def _take(conn: sqlite3.Connection, job: Job, now: float) -> Job:
+    """queued/retrying -> running, for a job claim_due took; the job as it is now."""
+    conn.execute(
+        "UPDATE jobs SET status = 'running', updated_at = ?, pid = NULL, "
+        "pid_start = NULL, runner_pid = NULL, runner_start = NULL "
+        "WHERE id = ? AND status = ?",
+        (now, job.id, job.status.value),
+    )
+    return job._replace(
+        status=Status.RUNNING, updated_at=now, pid=None, pid_start=None, runner_pid=None, runner_start=None
+    )
+
+
+def _fail_unreadable(conn: sqlite3.Connection, job: Job, now: float) -> None:
+    """queued/retrying -> failed, for a due row that cannot run as it stands."""
+    conn.execute(
+        "UPDATE jobs SET status = 'failed', finished_at = ?, updated_at = ?, error = ? WHERE id = ? AND status = ?",
+        (now, now, f"not run: its row is unreadable ({job.defect})", job.id, job.status.value),
+    )
+
+
 class _Transaction:
     """The context manager behind Store._tx. A class rather than
     @contextlib.contextmanager: contextlib would be one more import for every
@@ -476,5 +679,60 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return False
+            except BaseException:
+                self._roll_back()  # a COMMIT that failed (a full disk) may leave it open
+                raise
+        self._roll_back()
         return False
+
+    def _roll_back(self) -> None:
+        # SQLite may have rolled back already (after SQLITE_FULL, say): the
+        # connection must leave with no transaction open, and the error that
+        # got here is the one to report.
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except driver().Error:
+                pass
+
+
+def highest_used_id(
+    output_dir: str | os.PathLike, log_files: tuple[str, ...] = (), tail: int = 256 * 1024
+) -> int:
+    """The highest job id that files outside the store have used: an output
+    file `ID.out` in `output_dir`, or a record (a JSON line with "job_id") in
+    the last `tail` bytes of one of `log_files`. 0 if none. A new store starts
+    its ids above this (Store's `id_floor`), so a job never writes into an
+    older job's output, nor shares its history in the logs."""
+    highest = 0
+    try:
+        names = os.listdir(output_dir)
+    except OSError:
+        names = []
+    for name in names:
+        stem, dot, ext = name.partition(".")
+        if ext == "out" and stem.isdigit():
+            highest = max(highest, int(stem))
+    for path in log_files:
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - tail))
+                text = f.read()
+        except OSError:
+            continue
+        lines = text.splitlines()
+        if size > tail:
+            lines = lines[1:]  # the first may be cut
+        for line in lines:
+            try:
+                job_id = jsonc.loads(line).get("job_id")
+            except (ValueError, AttributeError, RecursionError):
+                continue  # a bad line, skipped as every reader skips it
+            if type(job_id) is int:
+                highest = max(highest, job_id)
+    return highest

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from bgjobs.errors import StoreError
 from bgjobs.job import Status
 from bgjobs.store import SCHEMA_VERSION, Store
 
@@ -49,7 +50,7 @@ def test_newer_schema_is_refused_with_advice(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="upgrade bgjobs"):
+    with pytest.raises(StoreError, match="upgrade bgjobs"):
         Store(path).get(1)
 
 
