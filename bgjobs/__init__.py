@@ -31,6 +31,7 @@ _EXPORTS = {
     "AlreadyFinal": "errors",
     "CancelInProgress": "errors",
     "WaitTimeout": "errors",
+    "StoreError": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

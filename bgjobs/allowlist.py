@@ -65,8 +65,10 @@ def resolve_class(config: Config, class_path: str) -> type:
     return cls
 
 
-def find_method(config: Config, cls: type, class_path: str, method: str):
-    """The raw attribute for `method`, checked against every rule."""
+def check_listed(config: Config, class_path: str, method: str) -> None:
+    """The rules that need only the config, not the class: the class is
+    allowlisted, and `method` is a public name its entry allows. The runner
+    checks these again before it forks an attempt (which checks the rest)."""
     entry = allowed_entry(config, class_path)
     if not isinstance(method, str) or not method.isidentifier():
         raise RejectedError(f"{method!r} is not a method name", field="method")
@@ -82,6 +84,11 @@ def find_method(config: Config, cls: type, class_path: str, method: str):
             f"({', '.join(entry.methods)}); add it to 'methods' in {config.file_name}",
             field="method",
         )
+
+
+def find_method(config: Config, cls: type, class_path: str, method: str):
+    """The raw attribute for `method`, checked against every rule."""
+    check_listed(config, class_path, method)
     for klass in cls.__mro__:
         if klass.__module__ == "builtins":
             continue  # object's (and dict's, list's...) methods never count

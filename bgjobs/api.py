@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import launcher
+from . import launcher, limits
 from .config import Config
 from .errors import NoSuchJob, WaitTimeout
 from .job import Job
@@ -61,6 +61,8 @@ def get_job(job_id: int, *, config: _ConfigArg = None, refresh: bool = True) -> 
 def list_jobs(*, config: _ConfigArg = None, refresh: bool = True, **filters) -> list[Job]:
     """Recent jobs, newest first; filters as Store.list_jobs (statuses, class_path,
     since, until, text, limit)."""
+    if filters.get("limit") is not None:
+        filters["limit"] = limits.whole("limit", filters["limit"], 1, 10**6)
     rt = open_runtime(config)
     if refresh:
         launcher.dispatch(rt)

@@ -19,7 +19,7 @@ MAX_REPORT = 60 * 1024  # stays below a pipe's buffer, so the write never blocks
 
 
 def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, parent: int) -> None:
-    code, report = 1, {"ok": False}
+    code, report, keep = 1, {"ok": False}, False
     try:
         # Until the job's own handler is in (context.enter), a cancel's SIGTERM
         # must stop the attempt: the runner's handler, inherited, only sets a
@@ -43,6 +43,9 @@ def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, pare
         cooperative = bool(
             getattr(owner if not isinstance(owner, type) else owner, "cooperative_cancel", False)
         )
+        # A class that starts processes meant to outlive the attempt says so;
+        # otherwise the runner stops whatever the attempt leaves running.
+        keep = bool(getattr(owner, "keep_descendants", False))
         ctx = context.JobContext(job.id, job.attempt, job.max_attempts, job.class_path, job.method)
         context.enter(ctx, context.ProgressPipe(progress_fd), cooperative=cooperative)
         _say_started(progress_fd)
@@ -70,6 +73,8 @@ def child_main(rt, job, result_fd: int, progress_fd: int, lifeline_fd: int, pare
             context.flush_progress()
             sys.stdout.flush()
             sys.stderr.flush()
+            if keep:
+                report["keep_descendants"] = True
             os.write(result_fd, _encoded(report))
         finally:
             os._exit(code)
@@ -106,14 +111,23 @@ async def _awaitable(obj):
     return await obj
 
 
+MAX_RESULT = 32 * 1024  # characters of a result's JSON text kept whole
+
+
 def _result_text(result) -> str | None:
+    """The result as JSON text (its repr, as a JSON string, where it is not
+    JSON-able). Past MAX_RESULT it is replaced by a JSON object that says it
+    was cut: {"truncated": true, "length": N, "head": "<the text's start>"}.
+    Either way it is valid JSON."""
     if result is None:
         return None
     try:
         text = jsonc.dumps(result)
-    except (TypeError, ValueError):
-        text = repr(result)
-    return text[:4096]
+    except (TypeError, ValueError, RecursionError):
+        text = jsonc.dumps(repr(result))
+    if len(text) <= MAX_RESULT:
+        return text
+    return jsonc.dumps({"truncated": True, "length": len(text), "head": text[: MAX_RESULT // 8]})
 
 
 def _error_report(exc: BaseException) -> dict:

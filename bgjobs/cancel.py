@@ -10,9 +10,10 @@ from __future__ import annotations
 import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import time
 
-from . import procs, recovery
+from . import lifecycle, procs, recovery
 from .errors import AlreadyFinal, CancelInProgress, NoSuchJob
 from .job import Job, Status
+from .limits import check_grace
 from .records import record
 from .runtime import Runtime
 
@@ -47,7 +48,8 @@ def cancel(
     from .launcher import dispatch
 
     t0 = time.monotonic()
-    store, log = rt.store, rt.log
+    store = rt.store
+    grace = None if grace is None else check_grace(grace)
     recovery.reconcile(rt)
     for _ in range(10):  # a few rounds: the job may change state under us
         job = store.get(job_id)
@@ -56,35 +58,20 @@ def cancel(
         if job.is_final:
             raise AlreadyFinal(job)
         if job.status in (Status.QUEUED, Status.RETRYING):
-            done = store.cancel_waiting(job_id, source, user)
+            done = lifecycle.cancel_waiting(rt, job, source, user)
             if done is None:
                 continue  # it was claimed, or cancelled, meanwhile
-            log.emit(
-                "cancel_requested",
-                job=done,
-                message=f"cancel of job {job_id} requested by {source}",
-                source=source,
-                user=user,
-            )
-            recovery.log_cancelled(log, done, f"job {job_id} cancelled while {job.status.value}")
+            procs.remove_lock_if_free(rt.lock_path(job_id))  # a retry's lock file outlives its runner
             dispatch(rt)
             return CancelResult(done, time.monotonic() - t0)
         grace = job.cancel_grace if grace is None else float(grace)
-        flagged = store.request_cancel(job_id, source, user, grace)
+        flagged = lifecycle.request_cancel(rt, job_id, source, user, grace)
         if flagged is None:
             job = store.get(job_id)
             if job.status is Status.RUNNING and job.cancel_requested_at is not None:
                 final = _wait_final(rt, job_id, job.cancel_grace + MARGIN) if wait else job
                 raise CancelInProgress(final)
             continue
-        log.emit(
-            "cancel_requested",
-            job=flagged,
-            message=f"cancel of job {job_id} requested by {source}",
-            source=source,
-            user=user,
-            grace=grace,
-        )
         signalled = flagged.runner_pid if _signal_runner(rt, flagged) else None
         if not wait:
             return CancelResult(flagged, time.monotonic() - t0)

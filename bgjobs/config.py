@@ -23,6 +23,7 @@ _TOP_KEYS = _POLICY_KEYS | {
     "log_max_bytes",
     "log_backups",
     "warm_spare",
+    "output_max_bytes",
 }
 
 
@@ -59,8 +60,9 @@ class ClassPolicy(record("ClassPolicy", "path methods policy max_concurrent", de
 
 _ConfigBase = record(
     "Config",
-    "path classes defaults max_concurrent log_dir state_dir log_max_bytes log_backups warm_spare",
-    defaults=(True,),
+    "path classes defaults max_concurrent log_dir state_dir log_max_bytes log_backups warm_spare "
+    "output_max_bytes",
+    defaults=(True, 10 * 1024 * 1024),
 )
 
 
@@ -286,6 +288,7 @@ def parse_config(raw: object, file: str) -> Config:
         log_max_bytes=v.positive_int(raw, "log_max_bytes", 10 * 1024 * 1024, ""),
         log_backups=v.non_negative_int(raw, "log_backups", 5, ""),
         warm_spare=v.boolean(raw, "warm_spare", True, ""),
+        output_max_bytes=v.integer(raw, "output_max_bytes", 10 * 1024 * 1024, "", 1024, 2**50),
     )
 
 

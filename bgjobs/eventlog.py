@@ -45,6 +45,7 @@ EVENTS = (
     "timed_out",
     "lost",
     "rejected",
+    "output_lost",
 )
 MAIN_LOG = "background_jobs.log"
 ERRORS_LOG = "background_jobs_errors.log"

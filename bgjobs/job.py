@@ -168,6 +168,7 @@ JOB_FIELDS = (
     "source",
     "user",
     "retry_of",
+    "output_error",
 )
 
 
@@ -284,6 +285,7 @@ class Job(record("Job", JOB_FIELDS)):
             "source": self.source,
             "user": self.user,
             "retry_of": self.retry_of,
+            "output_error": self.output_error,
         }
 
 

@@ -8,11 +8,10 @@ lost runners and then claims due jobs (priority, then age) up to the limits.
 from __future__ import annotations
 
 import os
-import time
 
-from . import procs, recovery
+from . import lifecycle, limits, procs, recovery
 from .errors import RejectedError
-from .job import Job, iso
+from .job import Job
 from .runtime import Runtime
 
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
@@ -51,23 +50,33 @@ def submit(
     try:
         spec = allowlist.validate(config, job, method, params)
         policy = config.policy_for(spec.class_path)
-        priority = policy.priority if priority is None else _int_in("priority", priority, -20, 19)
+        priority = policy.priority if priority is None else limits.whole("priority", priority, -20, 19)
         ok, why = procs.can_set_niceness(priority)
         if not ok:
             raise RejectedError(why, field="priority")
-        run_after = _start_time(delay, at)
+        run_after = limits.start_time(delay, at)
         values = dict(
             class_path=spec.class_path,
             method=spec.method,
             params=spec.params,
             priority=priority,
             max_attempts=(
-                policy.max_retries if max_retries is None else _int_in("max_retries", max_retries, 0, 1000)
+                policy.max_retries
+                if max_retries is None
+                else limits.whole("max_retries", max_retries, 0, 1000)
             )
             + 1,
-            retry_delay=policy.retry_delay if retry_delay is None else _seconds("retry_delay", retry_delay),
+            retry_delay=(
+                policy.retry_delay
+                if retry_delay is None
+                else limits.seconds("retry_delay", retry_delay, maximum=limits.MAX_DELAY)
+            ),
             retry_backoff=policy.retry_backoff,
-            timeout=policy.timeout if timeout is None else _seconds("timeout", timeout, positive=True),
+            timeout=(
+                policy.timeout
+                if timeout is None
+                else limits.seconds("timeout", timeout, maximum=limits.MAX_TIMEOUT, positive=True)
+            ),
             cancel_grace=policy.cancel_grace,
         )
     except RejectedError as exc:
@@ -91,13 +100,13 @@ def submit(
         row = forked_runner.record(rt, request)
         if row is not None:
             return row
-    row = record(rt, **request)
+    row = insert_job(rt, **request)
     if dispatch_now:
         dispatch(rt, warm_spare=warm_spare)
     return row
 
 
-def record(
+def insert_job(
     rt: Runtime,
     values: dict,
     *,
@@ -109,21 +118,9 @@ def record(
 ) -> Job:
     """Insert a checked job (`values`, as submit builds them) as a queued row, and
     log it. `on_insert(id)` is called before the row is committed."""
-    row = rt.store.insert(
-        **values, run_after=run_after, source=source, user=user, retry_of=retry_of, on_insert=on_insert
+    return lifecycle.queued(
+        rt, values, run_after=run_after, source=source, user=user, retry_of=retry_of, on_insert=on_insert
     )
-    when = "" if run_after <= time.time() else f", not before {iso(run_after)}"
-    rt.log.emit(
-        "queued",
-        job=row,
-        message=f"{row.name} queued with priority {row.priority}{when}",
-        params=list(row.params),
-        priority=row.priority,
-        source=source,
-        user=user,
-        run_after=iso(run_after),
-    )
-    return row
 
 
 def dispatch(rt: Runtime, *, warm_spare: bool = False) -> list[Job]:
@@ -153,15 +150,19 @@ def dispatch(rt: Runtime, *, warm_spare: bool = False) -> list[Job]:
 
 def start_runner(rt: Runtime, job: Job, fd: int) -> bool:
     """Spawn the runner of claimed `job`, handing it lock `fd` (closed here).
-    If it cannot be started, the job is queued again; False."""
+    If it cannot be started (its output file cannot be opened, no process can
+    be made), that is a failed attempt, retried after its backoff; False."""
     try:
         rt.spawner.spawn_runner(job.id, fd)
+        os.close(fd)  # the runner holds its own copy of the lock now
         return True
     except OSError as exc:
-        rt.store.unclaim(job.id, f"could not start runner: {exc}")
+        done = None
+        try:
+            done = lifecycle.start_failed(rt, job, exc)
+        finally:
+            procs.release_lock(fd, rt.lock_path(job.id), remove=done is not None and done.is_final)
         return False
-    finally:
-        os.close(fd)  # the runner holds its own copy of the lock now
 
 
 def claim(rt: Runtime, limit: int | None = None) -> list[tuple[Job, int]]:
@@ -175,12 +176,10 @@ def claim(rt: Runtime, limit: int | None = None) -> list[tuple[Job, int]]:
         nonlocal taken
         if limit is not None and taken >= limit:
             return None
-        fd = procs.open_lock(rt.lock_path(job.id))
-        if procs.try_lock(fd):
+        fd = procs.take_lock(rt.lock_path(job.id))
+        if fd is not None:  # else a live runner (or a reconciler) has it
             taken += 1
-            return fd
-        os.close(fd)  # a live runner (or a reconciler) has it
-        return None
+        return fd
 
     return rt.store.claim_due(max_running=config.max_concurrent, class_limits=limits, accept=take_lock)
 
@@ -214,53 +213,3 @@ def _printable(params) -> list:
         return [p if isinstance(p, (str, int, float, bool, type(None))) else repr(p) for p in params]
     except TypeError:
         return [repr(params)]
-
-
-def _int_in(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise RejectedError(f"{name} must be a whole number from {lo} to {hi}; got {value!r}", field=name)
-    return value
-
-
-def _seconds(name: str, value, positive: bool = False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise RejectedError(f"{name} must be a number of seconds; got {value!r}", field=name) from None
-    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
-        raise RejectedError(
-            f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}; got {value!r}",
-            field=name,
-        )
-    return value
-
-
-def _start_time(delay, at) -> float:
-    now = time.time()
-    if delay is not None and at is not None:
-        raise RejectedError("give --delay or --at, not both", field="delay")
-    if delay is not None:
-        return now + _seconds("delay", delay)
-    if at is None:
-        return now
-    if isinstance(at, (int, float)) and not isinstance(at, bool):
-        return float(at)
-    from datetime import datetime
-
-    if isinstance(at, str):
-        try:
-            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        except ValueError:
-            raise RejectedError(
-                f"--at must be an ISO 8601 time like 2026-12-01T09:30:00+00:00; got {at!r}", field="at"
-            ) from None
-    if isinstance(at, datetime):
-        if at.tzinfo is None:
-            at = at.astimezone()  # a naive time is local time
-        return at.timestamp()
-    raise RejectedError(f"at must be an ISO time or a datetime; got {at!r}", field="at")

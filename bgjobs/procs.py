@@ -184,6 +184,45 @@ def kill_me_when_closed(lifeline: int, sig: int = signal.SIGKILL) -> None:
     fcntl.fcntl(lifeline, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Have this process's orphaned descendants re-parented to it, not to init
+    (prctl PR_SET_CHILD_SUBREAPER): a job's child that leaves the attempt's
+    process group (setsid, setpgid) and whose parent exits stays in reach.
+    False where the kernel refuses. ctypes is the only public way to prctl."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def has_children() -> bool:
+    """Whether this process has any child, living or exited (reaps none)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return True
+    except ChildProcessError:
+        return False
+
+
+def children() -> list[tuple[int, int]]:
+    """(pid, start time) of each living child of this process, from /proc."""
+    me = str(os.getpid()).encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        rest = _stat(entry.name)
+        if rest is not None and rest[1] == me and rest[0] not in (b"Z", b"X"):
+            found.append((int(entry.name), int(rest[19])))
+    return found
+
+
 # --- locks -----------------------------------------------------------------
 
 
@@ -227,6 +266,53 @@ def try_lock(fd: int) -> bool:
         return True
     except BlockingIOError:
         return False
+
+
+def take_lock(path: str) -> int | None:
+    """The exclusive flock on lock file `path`, as an open fd; None if another
+    process holds it. A lock file is unlinked by whoever holds its lock once
+    its job is final (release_lock), so a lock taken on a file that was
+    unlinked meanwhile is no lock at all: it is checked against the path, and
+    taken again on the new file."""
+    while True:
+        fd = open_lock(path)
+        if not try_lock(fd):
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # unlinked while we took it: try the file that is there now
+
+
+def release_lock(fd: int, path: str, *, remove: bool) -> None:
+    """Let go of a lock from take_lock; with `remove` (its job is final), unlink
+    the file first, while the lock is still held."""
+    if remove:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    os.close(fd)
+
+
+def remove_lock_if_free(path: str) -> None:
+    """Unlink lock file `path` if it exists and nobody holds it: for a job that
+    became final without a runner (cancelled while it waited, settled lost)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        if try_lock(fd) and os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # --- niceness --------------------------------------------------------------

@@ -13,7 +13,7 @@ import _signal as signal  # the C module: the signal wrapper builds IntEnums of 
 import os
 import time
 
-from . import procs
+from . import lifecycle, procs
 from .job import Job, Status
 from .runtime import Runtime
 
@@ -26,24 +26,28 @@ def reconcile(rt: Runtime) -> list[Job]:
     settled = []
     now = time.time()
     for job in rt.store.jobs_in(Status.RUNNING):
-        fd = procs.open_lock(rt.lock_path(job.id))
+        path = rt.lock_path(job.id)
+        fd = procs.take_lock(path)
+        if fd is None:
+            if job.cancel_requested_at and now > job.cancel_requested_at + job.cancel_grace + STUCK_MARGIN:
+                force_stop(job)  # the runner is alive but did not stop in time
+            continue  # its runner is alive
+        done = None
         try:
-            if not procs.try_lock(fd):
-                if (
-                    job.cancel_requested_at
-                    and now > job.cancel_requested_at + job.cancel_grace + STUCK_MARGIN
-                ):
-                    force_stop(job)  # the runner is alive but did not stop in time
-                continue  # its runner is alive
             current = rt.store.get(job.id)
-            if current is None or current.status is not Status.RUNNING:
-                continue  # it finished while we looked
-            stop_leftovers(current)
-            done = settle_lost(rt, current, "its runner process died (killed, crashed or rebooted)")
-            if done is not None:
-                settled.append(done)
+            if current is not None and current.status is Status.RUNNING:
+                stop_leftovers(current)
+                done = lifecycle.lost(rt, current, "its runner process died (killed, crashed or rebooted)")
+                if done is not None:
+                    settled.append(done)
+                else:
+                    done = rt.store.get(job.id)
+            else:
+                done = current  # it finished while we looked
         finally:
-            os.close(fd)
+            # The lock file of a final job goes with it (its runner removes it
+            # when it can; we may have just made it again by opening it).
+            procs.release_lock(fd, path, remove=done is None or done.is_final)
     return settled
 
 
@@ -67,65 +71,3 @@ def stop_leftovers(job: Job) -> None:
             os.killpg(job.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def settle_lost(rt: Runtime, job: Job, reason: str) -> Job | None:
-    """running -> cancelled (if asked), retrying (attempts left) or failed."""
-    store, log = rt.store, rt.log
-    if job.cancel_requested_at is not None:
-        done = store.mark_lost(job.id, retry_at=None, cancelled=True, error=f"cancelled; {reason}")
-        if done:
-            log_cancelled(log, done, f"job {job.id} cancelled ({reason})")
-        return done
-    retry_at = time.time() + job.next_retry_delay() if job.attempts_left else None
-    done = store.mark_lost(job.id, retry_at=retry_at, cancelled=False, error=reason)
-    if done is None:
-        return None
-    log.emit(
-        "lost",
-        level="ERROR",
-        job=done,
-        message=f"job {job.id} lost: {reason}",
-        exception="RunnerLost",
-        error=reason,
-        traceback=None,
-        pid=job.runner_pid,
-    )
-    log_next_step(log, job, done, f"after {job.attempt} attempt(s)", "RunnerLost", reason)
-    return done
-
-
-def log_cancelled(log, done: Job, message: str, **extra) -> None:
-    """The `cancelled` record of a job now cancelled, naming who asked for it."""
-    log.emit(
-        "cancelled",
-        level="WARNING",
-        job=done,
-        message=message,
-        source=done.cancel_source,
-        user=done.cancel_user,
-        **extra,
-    )
-
-
-def log_next_step(log, job: Job, done: Job, why: str, exception: str | None, error: str | None) -> None:
-    """After a failed attempt of `job` (now `done`): log the retry, or the failure."""
-    if done.status is Status.RETRYING:
-        log.emit(
-            "retry_scheduled",
-            level="WARNING",
-            job=done,
-            message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
-            f"(attempt {job.attempt + 1} of {job.max_attempts})",
-            delay=job.next_retry_delay(),
-        )
-    else:
-        log.emit(
-            "failed",
-            level="ERROR",
-            job=done,
-            message=f"job {job.id} failed {why}: {error}",
-            exception=exception,
-            error=error,
-            duration=done.duration,
-        )

@@ -18,10 +18,11 @@ import select
 import sys
 import time
 
-from . import jsonc, procs, spawner
+from . import jsonc, lifecycle, procs, spawner
 from .context import SIGNALLED
-from .job import Job
-from .recovery import log_cancelled, log_next_step
+from .errors import RejectedError, StoreError
+from .job import Job, Status
+from .output import JobOutput
 from .runtime import Runtime, open_runtime
 from .spawner import LOCK_FD_ENV
 from .store import driver as sqlite_driver
@@ -38,6 +39,9 @@ class Runner:
     def __init__(self, rt: Runtime, *, dispatch_after_start: bool = False) -> None:
         self.rt = rt
         spawner.reap_in_loop()  # we fork our attempts: no reaper thread here (see spawner)
+        # A job's descendant that leaves the attempt's process group is
+        # re-parented to us, not to init, and stopped with the attempt.
+        procs.become_subreaper()
         self.sigterm = False
         self.dispatch_after_start = dispatch_after_start  # once, when the next attempt has started
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -55,45 +59,73 @@ class Runner:
         self.sigterm = True  # acted on in the wait loop; handlers only set flags
 
     def run(self, job_id: int, lock_fd: int) -> Job | None:
-        """Run one attempt of claimed job `job_id`, holding `lock_fd`."""
+        """Run one attempt of claimed job `job_id`, holding `lock_fd`. The
+        attempt is counted first: whatever fails after this is that attempt's
+        failure, so a job that can never start still ends."""
         self.job_id, self.lock_fd, self.sigterm = job_id, lock_fd, False
-        _redirect_output(self.rt.config.output_path(job_id))
-        store, log = self.rt.store, self.rt.log
+        rt = self.rt
         me = os.getpid()
-        job = store.start_attempt(self.job_id, me, procs.start_time(me))
+        job = rt.store.start_attempt(self.job_id, me, procs.start_time(me))
         if job is None:
-            return store.get(self.job_id)  # not claimed for us (cancelled meanwhile)
+            return rt.store.get(self.job_id)  # not claimed for us (cancelled meanwhile)
+        self.output = JobOutput(rt.config.output_path(job_id), rt.config.output_max_bytes)
+        try:
+            self.output.open()
+        except OSError as exc:
+            _point_output(None)
+            kind, error = type(exc).__name__, f"cannot open its output file: {exc}"
+            return self._stored(lambda: lifecycle.attempt_failed(rt, job, exception=kind, error=error))
+        _point_output(self.output.fd)  # our own prints (and a crash of ours) go there too
         if job.cancel_requested_at is not None:
-            return self._cancelled(job, "cancelled before the attempt started")
-        entry = self.rt.config.classes.get(job.class_path)
-        if (
-            entry is None
-            or job.method.startswith("_")
-            or (entry.methods is not None and job.method not in entry.methods)
-        ):
-            return self._finish_failed(
-                job,
-                {
-                    "exception": "RejectedError",
-                    "error": f"{job.class_path}.{job.method} is no longer allowed by "
-                    f"{self.rt.config.file_name}; not run",
-                    "permanent": True,
-                },
-                None,
-                None,
+            self.output.close()
+            return self._stored(lambda: lifecycle.cancelled(rt, job, "cancelled before the attempt started"))
+        try:
+            from . import allowlist
+
+            allowlist.check_listed(rt.config, job.class_path, job.method)
+        except RejectedError as exc:
+            self.output.close()
+            error = f"{job.class_path}.{job.method} is no longer allowed: {exc}; not run"
+            return self._stored(
+                lambda: lifecycle.attempt_failed(
+                    rt, job, exception="RejectedError", error=error, permanent=True
+                )
             )
-        log.emit(
-            "started",
-            job=job,
-            message=f"job {job.id} attempt {job.attempt} of {job.max_attempts} started",
-            pid=me,
-            priority=job.priority,
+        lifecycle.started(rt, job, me)
+        self._write_output(
+            f"--- bgjobs: job {job.id} attempt {job.attempt} started at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+            job,
         )
-        print(
-            f"--- bgjobs: job {job.id} attempt {job.attempt} started at {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            flush=True,
-        )
-        return self._run_attempt(job)
+        try:
+            return self._run_attempt(job)
+        finally:
+            self._note_lost(self.output.close(), job)
+
+    def _write_output(self, data: bytes, job: Job) -> None:
+        self._note_lost(self.output.write(data), job)
+
+    def _note_lost(self, why: str | None, job: Job) -> None:
+        """Output cannot be written any more: the job runs on, and says so."""
+        if why is not None:
+            try:
+                lifecycle.output_lost(self.rt, job, why)
+            except StoreError:
+                pass  # the errors log has it; the store is failing too
+
+    def _stored(self, write):
+        """Run outcome write `write` until it lands. This runner holds the
+        job's lock, so no one else records the outcome, and reconcile does not
+        take the job for lost: a full or failing store delays the record, and
+        never turns an attempt that ran into a second run."""
+        pause = 0.05
+        while True:
+            try:
+                return write()
+            except StoreError as exc:
+                _say(f"bgjobs: runner {os.getpid()}: cannot record job {self.job_id} yet ({exc}); retrying")
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _run_attempt(self, job: Job) -> Job | None:
         result_r, result_w = os.pipe2(os.O_CLOEXEC)
@@ -101,6 +133,10 @@ class Runner:
         # We hold the write end for the attempt's whole life: if we die, the
         # kernel closes it and SIGKILLs the attempt (procs.kill_me_when_closed).
         lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
+        # The attempt's stdout and stderr: we copy them to the job's file
+        # (bgjobs.output), so a full disk never fails the job's own prints.
+        output_r, output_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(output_r, False)
         os.set_blocking(progress_r, False)
         os.set_blocking(progress_w, False)  # a job never blocks on its progress
         sys.stdout.flush()
@@ -128,11 +164,17 @@ class Runner:
             os.close(self.lock_fd)  # the lock is the runner's alone
             os.close(self.wake_r)
             os.close(lifeline_w)
+            os.close(output_r)
+            os.dup2(output_w, 1)
+            os.dup2(output_w, 2)
+            os.close(output_w)
             attempt.child_main(self.rt, job, result_w, progress_w, lifeline_r, parent=me)  # never returns
         os.close(result_w)
         os.close(progress_w)
         os.close(lifeline_r)
+        os.close(output_w)
         self.progress_r, self._partial = progress_r, b""
+        self.output_r = output_r
         try:
             os.setpgid(pid, pid)  # also done in the child; whichever runs first
         except OSError:
@@ -141,7 +183,10 @@ class Runner:
         # progress line), has exited, or a signal came: what follows can wait,
         # and on a busy machine it would hold up the job's first line.
         select.select([progress_r, self.wake_r], [], [], START_WAIT)
-        self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
+        try:
+            self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
+        except StoreError:
+            pass  # cancel and timeout go through us, who know the pid
         if self.dispatch_after_start:
             self.dispatch_after_start = False
             self._dispatch_quietly()  # reconcile, and start what else is due, while the job runs
@@ -157,7 +202,57 @@ class Runner:
             info = jsonc.loads(report) if report else {}
         except ValueError:
             info = {}
+        if not (info.get("keep_descendants") and stop is None):
+            self._stop_descendants(pid, job.cancel_grace)
+        self._copy_output(job)
+        if self.output_r >= 0:
+            os.close(self.output_r)
+            self.output_r = -1
         return self._record(job, info, status, stop)
+
+    def _copy_output(self, job: Job) -> None:
+        """Copy what the attempt wrote since the last look into the job's file."""
+        if self.output_r < 0:
+            return
+        data = _read_all(self.output_r)
+        if data:
+            self._write_output(data, job)
+
+    def _stop_descendants(self, pgid: int, grace: float) -> None:
+        """Stop what the attempt left running: the rest of its process group,
+        and the processes that left the group and were re-parented to us (we are
+        a subreaper). SIGTERM, then SIGKILL once `grace` seconds have passed.
+        The group is ours while any member lives (the kernel does not reuse a
+        group's id); an orphan is our unreaped child, so its pid is ours too."""
+        deadline, sig = time.monotonic() + grace, signal.SIGTERM
+        while True:
+            _killpg(pgid, sig)
+            orphans = self._orphans()
+            for pid, started in orphans:
+                procs.signal_verified(pid, started, sig, group=False)
+            if not orphans and not procs.group_alive(pgid):
+                return
+            if sig == signal.SIGKILL and time.monotonic() > deadline + 5.0:
+                return  # unkillable (uninterruptible sleep): leave it, said in the docs
+            time.sleep(0.02)
+            if sig == signal.SIGTERM and time.monotonic() >= deadline:
+                sig = signal.SIGKILL
+
+    def _orphans(self) -> list[tuple[int, int]]:
+        """Our children that we did not start ourselves: a job's processes that
+        were re-parented to us. The exited ones are reaped here."""
+        if not procs.has_children():
+            return []
+        mine = spawner.tracked_pids()
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            spawner.forget(pid)  # one of ours, if it was: reaped now
+        return [(pid, started) for pid, started in procs.children() if pid not in mine]
 
     def _wait(self, job: Job, pid: int):
         """Wait for the attempt; enforce timeout and cancel. Returns (wait status,
@@ -175,9 +270,17 @@ class Runner:
                 wake.append(deadline)
             if kill_at:
                 wake.append(kill_at)
-            ready, _, _ = select.select(
-                [pidfd, self.wake_r, self.progress_r], [], [], max(0.0, min(wake) - now)
-            )
+            watch = [pidfd, self.wake_r, self.progress_r]
+            if self.output_r >= 0:
+                watch.append(self.output_r)
+            ready, _, _ = select.select(watch, [], [], max(0.0, min(wake) - now))
+            if self.output_r in ready:
+                data = _read_all(self.output_r)
+                if data:
+                    self._write_output(data, job)
+                else:  # end of file: every writer has closed it
+                    os.close(self.output_r)
+                    self.output_r = -1
             if pidfd in ready:
                 break
             if self.progress_r in ready:
@@ -227,7 +330,7 @@ class Runner:
         try:
             dispatch(self.rt)
         except Exception as exc:  # noqa: BLE001
-            print(f"bgjobs: dispatch from runner {os.getpid()} failed: {exc!r}", file=sys.stderr, flush=True)
+            _say(f"bgjobs: dispatch from runner {os.getpid()} failed: {exc!r}")
 
     def _apply_progress(self, job: Job) -> None:
         """Store the latest progress line the attempt sent, if any."""
@@ -241,7 +344,10 @@ class Runner:
                 fraction, message = jsonc.loads(line)
             except (ValueError, TypeError):
                 continue
-            self.rt.store.set_progress(job.id, fraction, message)
+            try:
+                self.rt.store.set_progress(job.id, fraction, message)
+            except StoreError:
+                pass  # progress is a hint; the next line, or the outcome, will be stored
             return
 
     # --- outcomes ---------------------------------------------------------
@@ -279,63 +385,53 @@ class Runner:
         return self._finish_failed(job, info, exit_code, exit_signal)
 
     def _succeeded(self, job: Job, result) -> Job | None:
-        done = self.rt.store.succeed(job.id, result)
-        if done:
-            self.rt.log.emit(
-                "succeeded",
-                job=done,
-                message=f"job {job.id} succeeded",
-                duration=done.duration,
-                result=result,
-            )
-        return done
+        return self._stored(lambda: lifecycle.succeeded(self.rt, job, result)) or self.rt.store.get(job.id)
 
     def _cancelled(self, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
-        done = self.rt.store.cancelled(job.id, error=why, exit_code=exit_code, exit_signal=exit_signal)
-        if done:
-            log_cancelled(self.rt.log, done, f"job {job.id} {why}", duration=done.duration)
-        return done
+        done = self._stored(lambda: lifecycle.cancelled(self.rt, job, why, exit_code, exit_signal))
+        return done or self.rt.store.get(job.id)
 
     def _finish_failed(self, job: Job, info: dict, exit_code, exit_signal) -> Job | None:
-        store, log = self.rt.store, self.rt.log
-        permanent = info.get("permanent", False)
-        retry_at = None
-        if job.attempts_left and not permanent:
-            retry_at = time.time() + job.next_retry_delay()
-        outcome = dict(
-            exception=info.get("exception"),
-            error=info.get("error"),
-            exit_code=exit_code,
-            exit_signal=exit_signal,
+        done = self._stored(
+            lambda: lifecycle.attempt_failed(
+                self.rt,
+                job,
+                exception=info.get("exception"),
+                error=info.get("error"),
+                traceback=info.get("traceback"),
+                exit_code=exit_code,
+                exit_signal=exit_signal,
+                permanent=info.get("permanent", False),
+                event=info.get("event", "attempt_failed"),
+            )
         )
-        done = store.fail_attempt(job.id, retry_at=retry_at, **outcome)
-        if done is None:
-            return store.get(job.id)
-        log.emit(
-            info.get("event", "attempt_failed"),
-            level="ERROR",
-            job=done,
-            message=f"job {job.id} attempt {job.attempt} failed: {info.get('error')}",
-            exception=info.get("exception"),
-            error=info.get("error"),
-            traceback=info.get("traceback"),
-            exit_code=exit_code,
-            exit_signal=exit_signal,
-        )
-        why = "not retried" if permanent else f"after {job.attempt} attempt(s)"
-        log_next_step(log, job, done, why, info.get("exception"), info.get("error"))
-        return done
+        return done or self.rt.store.get(job.id)
 
 
-def _redirect_output(path) -> None:
-    """Point this process's stdout and stderr (and so the attempt's) at the job's file."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def _point_output(fd: int | None) -> None:
+    """Point this process's stdout and stderr at `fd` (the job's file), or at
+    /dev/null when there is none."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # what was buffered for a file that cannot take it is dropped
+    null = None
+    if fd is None:
+        fd = null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.close(fd)
+    if null is not None:
+        os.close(null)
+
+
+def _say(text: str) -> None:
+    """A line of the runner's own on its stderr (the job's file); dropped if
+    that cannot be written."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -487,7 +583,7 @@ def forked(requests: int, replies: int) -> int:
             request = lines.readline()
         if rt is None or not request.endswith(b"\n"):
             return 0  # no launch on job-run's command line, or a refused one
-        row = launcher.record(rt, **jsonc.loads(request), on_insert=lambda i: _send(replies, b"%d" % i))
+        row = launcher.insert_job(rt, **jsonc.loads(request), on_insert=lambda i: _send(replies, b"%d" % i))
         recorded = True
         _send(replies, row.to_json().encode())
         os.close(replies)
@@ -552,16 +648,14 @@ def _chain(runner: Runner, job_id: int, lock_fd: int) -> int:
     """Run claimed job `job_id`, then each next due job this runner can claim."""
     rt = runner.rt
     for _ in range(MAX_CHAIN):
+        done = None
         try:
             done = runner.run(job_id, lock_fd)
-            if done is not None and done.is_final:
-                try:
-                    os.unlink(rt.lock_path(job_id))
-                except OSError:
-                    pass
         finally:
-            os.close(lock_fd)  # release first, so a due retry can be claimed
-        if done is not None and done.status.value == "retrying":
+            # Released first, so a due retry can be claimed; a final job's lock
+            # file goes with it.
+            procs.release_lock(lock_fd, rt.lock_path(job_id), remove=done is not None and done.is_final)
+        if done is not None and done.status is Status.RETRYING:
             # A short retry delay: wait it out here rather than leave it to the
             # waker's next tick. The job is a row again, so a cancel is immediate.
             time.sleep(max(0.0, min(done.run_after - time.time(), 1.0)))

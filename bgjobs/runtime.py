@@ -8,7 +8,7 @@ from .config import Config, load_config
 from .eventlog import EventLog
 from .records import record
 from .spawner import LocalSpawner
-from .store import Store
+from .store import Store, highest_used_id
 
 
 class Runtime(record("Runtime", "config store log spawner")):
@@ -41,7 +41,14 @@ def open_runtime(config: Config | str | os.PathLike | None = None) -> Runtime:
     if rt is None:
         rt = Runtime(
             config=config,
-            store=Store(config.db_path),
+            # A new store never hands out an id that an output file or a log
+            # record already names (the store was moved aside, say).
+            store=Store(
+                config.db_path,
+                id_floor=lambda: highest_used_id(
+                    os.path.join(config.log_dir, "jobs"), (config.main_log, f"{config.main_log}.1")
+                ),
+            ),
             log=EventLog.for_config(config),
             spawner=LocalSpawner(config),
         )

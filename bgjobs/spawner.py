@@ -241,7 +241,7 @@ class ForkedRunner(_Piped):
             self.close()  # gone: record() says so
 
     def record(self, rt, request: dict) -> Job | None:
-        """Have the fork record the checked job `request` (launcher.record's
+        """Have the fork record the checked job `request` (launcher.insert_job's
         arguments) in `rt`'s store and run the next due job. Returns the row;
         None if the fork did not record it (it is gone, or it reads the config
         differently): then the caller records and dispatches itself."""
@@ -370,8 +370,8 @@ def _write_all(fd: int, data: bytes) -> bool:
 
 # The Python API's warm spare: one per process, made after a launch, used by
 # the next. A forked child gets none of its parent's (see _after_fork_in_child).
-# An idle spare is not tracked by the reaper (its thread would live as long as
-# the spare): it is reaped when it is given up, or taken (see _give_up).
+# The reaper tracks a spare from its start, so one that exits idle (after
+# SPARE_IDLE) leaves no zombie behind.
 _warm: Spare | None = None
 _warm_lock = _thread.allocate_lock()
 _launches = 0  # through the API, by this process
@@ -404,8 +404,7 @@ def dispatch_through_spare(rt):
 
 def _give_up() -> None:
     global _warm
-    _warm.close()
-    _reaper.track(_warm.pid)  # reaped once it exits (a runner now: when its jobs are done)
+    _warm.close()  # tracked since its start: reaped once it exits (a runner now: when its jobs are done)
     _warm = None
 
 
@@ -428,6 +427,8 @@ def keep_warm_spare() -> None:
                 _warm = Spare()
             except OSError:
                 pass  # no spare: the next launch starts its runner as usual
+            else:
+                _reaper.track(_warm.pid)  # an idle spare that exits is reaped at once
 
 
 def _after_fork_in_child() -> None:
@@ -530,6 +531,20 @@ class _Reaper:
 _reaper = _Reaper()
 reap_in_loop = _reaper.reap_in_loop
 reap = _reaper.reap
+
+
+def tracked_pids() -> set[int]:
+    """The processes this process started and has not reaped yet."""
+    with _reaper._lock:
+        return set(_reaper._pids)
+
+
+def forget(pid: int) -> None:
+    """`pid` was reaped elsewhere (a runner reaping its re-parented orphans)."""
+    with _reaper._lock:
+        _reaper._pids.discard(pid)
+
+
 os.register_at_fork(
     before=lambda: _pipe_lock.acquire(),
     after_in_parent=lambda: _pipe_lock.release(),

@@ -150,6 +150,8 @@ MIGRATIONS: list[list[str]] = [
         f"CREATE INDEX jobs_waiting_run_after ON jobs (run_after) WHERE {WAITING_SQL}",
         "CREATE INDEX jobs_running ON jobs (class) WHERE status = 'running'",
     ],
+    # 3: why a job's output was lost (a full disk, a file size limit), if it was.
+    ["ALTER TABLE jobs ADD COLUMN output_error TEXT"],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _ACTIVE = tuple(s.value for s in ACTIVE)
@@ -612,6 +614,14 @@ class Store:
         return self.fail_attempt(
             job_id, retry_at=retry_at, error=error, exception="RunnerLost", exit_code=None, exit_signal=None
         )
+
+    @_translated
+    def set_output_error(self, job_id: int, why: str) -> None:
+        """Note that the job's output is lost from here on, and why (the job runs on)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET output_error = ?, updated_at = ? WHERE id = ?", (why, time.time(), job_id)
+            )
 
     @_translated
     def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:

@@ -466,7 +466,8 @@ NOT_AT_START_UP = [
     "shutil",
     "subprocess",
     "asyncio",
-    "ctypes",
+    # (ctypes is loaded: the runner makes itself a child subreaper with prctl,
+    # which only ctypes reaches, so that a job's escaped descendants stop with it)
     "pandas",
     "streamlit",
     "pyarrow",
@@ -490,7 +491,6 @@ NOT_AT_START_UP = [
     "enum",
     "collections",
     "functools",
-    "types",
     "operator",
 ]
 # And what job-run's own process must not load either: it never opens the store

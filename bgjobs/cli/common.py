@@ -12,6 +12,7 @@ from ..errors import (
     EXIT_JOB_FAILED,
     EXIT_NO_JOB,
     EXIT_OK,
+    EXIT_STORE,
     EXIT_TIMEOUT,
     EXIT_USAGE,
     BgjobsError,
@@ -29,6 +30,7 @@ EXIT_CODES_HELP = f"""exit codes:
   {EXIT_ALREADY_FINAL}  the job was already final (job-cancel)
   {EXIT_CANCEL_IN_PROGRESS}  another cancel of the job won the race (job-cancel)
   {EXIT_TIMEOUT}  gave up waiting (job-run --wait-timeout)
+  {EXIT_STORE}  the job store cannot be used (not a bgjobs database, damaged, newer, deleted, disk full)
 """
 
 

@@ -13,6 +13,7 @@ from bgjobs import api
 from bgjobs.config import Config
 from bgjobs.errors import BgjobsError, NoSuchJob
 from bgjobs.job import Job
+from bgjobs.output import CUT_MARK
 from bgjobs.ui import common
 
 JOB_KEY = "job"  # the open job's id, as text; bound to the URL as ?job=ID
@@ -308,6 +309,13 @@ def _int(value) -> str:
 def _output(cfg: Config, job: Job) -> None:
     text = api.output_tail(job.id, max_bytes=OUTPUT_BYTES, config=cfg)
     path = cfg.output_path(job.id)
+    if job.output_error:
+        st.warning(f"Output was lost from some point on: {job.output_error}. The job ran on.")
+    if CUT_MARK in text:
+        st.info(
+            f"This output passed output_max_bytes ({cfg.output_max_bytes:,} bytes): its start and its "
+            "latest tail are kept, and a line marks where the middle was cut."
+        )
     if not text:
         st.caption(f"No output yet ({path}).")
         return

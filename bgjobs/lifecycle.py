@@ -1,0 +1,244 @@
+"""A job's transitions: each is one function that does the store's
+compare-and-set and writes the transition's log record. No other module
+writes a transition's record.
+
+    queued --claim--> running --succeeded-----------> succeeded
+                         |----attempt_failed--------> retrying --claim--> running
+                         |                 '--------> failed
+                         |----cancelled-------------> cancelled
+                         '----lost (runner died)----> retrying | failed | cancelled
+    queued | retrying --cancel_waiting--------------> cancelled
+
+A function returns the job as the transition left it, or None when the
+compare-and-set lost (the job was not in the state the transition starts from).
+"""
+
+from __future__ import annotations
+
+import time
+
+from .job import Job, Status, iso
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+
+def queued(
+    rt: Runtime,
+    values: dict,
+    *,
+    run_after: float,
+    source: str,
+    user: str | None,
+    retry_of: int | None,
+    on_insert=None,
+) -> Job:
+    """A new row, queued. `values` are the checked spec and its policy (as
+    launcher.prepare builds them); `on_insert(id)` runs before the commit."""
+    row = rt.store.insert(
+        **values, run_after=run_after, source=source, user=user, retry_of=retry_of, on_insert=on_insert
+    )
+    when = "" if run_after <= time.time() else f", not before {iso(run_after)}"
+    rt.log.emit(
+        "queued",
+        job=row,
+        message=f"{row.name} queued with priority {row.priority}{when}",
+        params=list(row.params),
+        priority=row.priority,
+        source=source,
+        user=user,
+        run_after=iso(run_after),
+    )
+    return row
+
+
+def started(rt: Runtime, job: Job, pid: int) -> None:
+    """The `started` record of an attempt the runner has begun (start_attempt)."""
+    rt.log.emit(
+        "started",
+        job=job,
+        message=f"job {job.id} attempt {job.attempt} of {job.max_attempts} started",
+        pid=pid,
+        priority=job.priority,
+    )
+
+
+def succeeded(rt: Runtime, job: Job, result: str | None) -> Job | None:
+    """running -> succeeded."""
+    done = rt.store.succeed(job.id, result)
+    if done:
+        rt.log.emit(
+            "succeeded", job=done, message=f"job {job.id} succeeded", duration=done.duration, result=result
+        )
+    return done
+
+
+def attempt_failed(
+    rt: Runtime,
+    job: Job,
+    *,
+    exception: str | None,
+    error: str | None,
+    traceback: str | None = None,
+    exit_code: int | None = None,
+    exit_signal: int | None = None,
+    permanent: bool = False,
+    event: str = "attempt_failed",
+) -> Job | None:
+    """running -> retrying (attempts left, after the backoff) or failed.
+    `event` is the failed attempt's record: attempt_failed, or timed_out."""
+    retry_at = None
+    if job.attempts_left and not permanent:
+        retry_at = time.time() + job.next_retry_delay()
+    done = rt.store.fail_attempt(
+        job.id,
+        retry_at=retry_at,
+        exception=exception,
+        error=error,
+        exit_code=exit_code,
+        exit_signal=exit_signal,
+    )
+    if done is None:
+        return None
+    rt.log.emit(
+        event,
+        level="ERROR",
+        job=done,
+        message=f"job {job.id} attempt {job.attempt} failed: {error}",
+        exception=exception,
+        error=error,
+        traceback=traceback,
+        exit_code=exit_code,
+        exit_signal=exit_signal,
+    )
+    why = "not retried" if permanent else f"after {job.attempt} attempt(s)"
+    _next_step(rt, job, done, why, exception, error)
+    return done
+
+
+def cancelled(rt: Runtime, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
+    """running -> cancelled, once the runner has stopped the attempt."""
+    done = rt.store.cancelled(job.id, error=why, exit_code=exit_code, exit_signal=exit_signal)
+    if done:
+        _cancelled_record(rt, done, f"job {job.id} {why}", duration=done.duration)
+    return done
+
+
+def cancel_requested(rt: Runtime, job: Job, source: str, user: str | None, **extra) -> None:
+    """The `cancel_requested` record of a cancel that won its compare-and-set."""
+    rt.log.emit(
+        "cancel_requested",
+        job=job,
+        message=f"cancel of job {job.id} requested by {source}",
+        source=source,
+        user=user,
+        **extra,
+    )
+
+
+def request_cancel(rt: Runtime, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
+    """Flag running job `job_id` for cancellation; exactly one caller wins."""
+    flagged = rt.store.request_cancel(job_id, source, user, grace)
+    if flagged is not None:
+        cancel_requested(rt, flagged, source, user, grace=grace)
+    return flagged
+
+
+def cancel_waiting(rt: Runtime, job: Job, source: str, user: str | None) -> Job | None:
+    """queued | retrying -> cancelled, at once: no runner is doing anything."""
+    done = rt.store.cancel_waiting(job.id, source, user)
+    if done is not None:
+        cancel_requested(rt, done, source, user)
+        _cancelled_record(rt, done, f"job {job.id} cancelled while {job.status.value}")
+    return done
+
+
+def lost(rt: Runtime, job: Job, reason: str) -> Job | None:
+    """running -> cancelled (if asked), retrying (attempts left) or failed, for a
+    job whose runner died. A runner that died before its attempt began still
+    used up an attempt: otherwise a runner that can never start (an
+    unwritable output file, a broken interpreter) would be retried for ever."""
+    store = rt.store
+    if job.cancel_requested_at is not None:
+        done = store.mark_lost(job.id, retry_at=None, cancelled=True, error=f"cancelled; {reason}")
+        if done:
+            _cancelled_record(rt, done, f"job {job.id} cancelled ({reason})")
+        return done
+    if job.runner_pid is None:
+        job = store.start_attempt(job.id, None, None) or job
+    retry_at = time.time() + job.next_retry_delay() if job.attempts_left else None
+    done = store.mark_lost(job.id, retry_at=retry_at, cancelled=False, error=reason)
+    if done is None:
+        return None
+    rt.log.emit(
+        "lost",
+        level="ERROR",
+        job=done,
+        message=f"job {job.id} lost: {reason}",
+        exception="RunnerLost",
+        error=reason,
+        traceback=None,
+        pid=job.runner_pid,
+    )
+    _next_step(rt, job, done, f"after {job.attempt} attempt(s)", "RunnerLost", reason)
+    return done
+
+
+def start_failed(rt: Runtime, job: Job, exc: OSError) -> Job | None:
+    """A claimed job whose runner could not be started: that counts as a failed
+    attempt, with the OSError as its error, and backs off like any retry."""
+    begun = rt.store.start_attempt(job.id, None, None)
+    if begun is None:
+        return None
+    return attempt_failed(rt, begun, exception=type(exc).__name__, error=f"could not start its runner: {exc}")
+
+
+def output_lost(rt: Runtime, job: Job, why: str) -> None:
+    """The job's output cannot be written (a full disk, a file size limit): the
+    job runs on, and its row and the errors log say its output was lost."""
+    rt.store.set_output_error(job.id, why)
+    rt.log.emit(
+        "output_lost",
+        level="ERROR",
+        job=job,
+        message=f"job {job.id}: its output is lost from here on: {why}",
+        exception="OutputLost",
+        error=why,
+        traceback=None,
+    )
+
+
+def _cancelled_record(rt: Runtime, done: Job, message: str, **extra) -> None:
+    rt.log.emit(
+        "cancelled",
+        level="WARNING",
+        job=done,
+        message=message,
+        source=done.cancel_source,
+        user=done.cancel_user,
+        **extra,
+    )
+
+
+def _next_step(rt: Runtime, job: Job, done: Job, why: str, exception: str | None, error: str | None) -> None:
+    """After a failed attempt of `job` (now `done`): the retry's record, or the failure's."""
+    if done.status is Status.RETRYING:
+        rt.log.emit(
+            "retry_scheduled",
+            level="WARNING",
+            job=done,
+            message=f"job {job.id} will retry in {job.next_retry_delay():g}s "
+            f"(attempt {job.attempt + 1} of {job.max_attempts})",
+            delay=job.next_retry_delay(),
+        )
+    else:
+        rt.log.emit(
+            "failed",
+            level="ERROR",
+            job=done,
+            message=f"job {job.id} failed {why}: {error}",
+            exception=exception,
+            error=error,
+            duration=done.duration,
+        )
