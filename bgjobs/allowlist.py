@@ -8,16 +8,24 @@ types and bound to its signature, all before a job row exists.
 
 from __future__ import annotations
 
+import json
 import sys
+import types
+from typing import NamedTuple
 
-from . import jsonc
 from .config import ClassPolicy, Config
 from .errors import RejectedError
-from .records import record
 
-JobSpec = record("JobSpec", "class_path method params")
-UnionType = type(int | None)  # types.UnionType, without importing types
-JobSpec.__doc__ = "A validated launch: an allowed class, one of its methods, coerced params."
+
+class JobSpec(NamedTuple):
+    """A validated launch: an allowed class, one of its methods, coerced params."""
+
+    class_path: str
+    method: str
+    params: list
+
+
+UnionType = types.UnionType
 
 
 def class_path_of(job: object) -> str:
@@ -134,7 +142,7 @@ def validate(config: Config, job: object, method: str, params: tuple | list) -> 
     _check_constructible(cls, class_path)
     params = coerce_params(cls, raw, class_path, method, list(params))
     try:
-        jsonc.dumps(params)
+        json.dumps(params)
     except (TypeError, ValueError):
         raise RejectedError(
             "params must be JSON values (str, int, float, bool, None, list, dict)",
@@ -171,10 +179,13 @@ POSITIONAL, VAR_POSITIONAL, KEYWORD_ONLY, VAR_KEYWORD = "positional", "varargs",
 EMPTY = type("EMPTY", (), {"__repr__": lambda self: "EMPTY"})()
 
 
-class Param(record("Param", "name kind default annotation")):
+class Param(NamedTuple):
     """One parameter of a job method: `default` and `annotation` are EMPTY when absent."""
 
-    __slots__ = ()
+    name: str
+    kind: str
+    default: object
+    annotation: object
 
     @property
     def required(self) -> bool:
@@ -353,7 +364,7 @@ def coerce(value: object, annotation: object, name: str) -> object:
         want = list if target is tuple else target
         if isinstance(value, str):
             try:
-                value = jsonc.loads(value)
+                value = json.loads(value)
             except ValueError:
                 raise bad(' (pass JSON, e.g. [1, 2] or {"k": 1})') from None
         if isinstance(value, tuple):

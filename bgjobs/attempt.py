@@ -8,11 +8,12 @@ the runner's state (atexit hooks, buffers) runs twice.
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
+import json
 import os
+import signal
 import sys
 
-from . import allowlist, context, jsonc, procs
+from . import allowlist, context, procs
 from .errors import RejectedError
 
 MAX_REPORT = 60 * 1024  # stays below a pipe's buffer, so the write never blocks
@@ -94,16 +95,16 @@ def _encoded(report: dict) -> bytes:
     and traceback are cut until it fits (the traceback's end, where the error
     is, is kept): an escaped character takes up to 12 bytes, so the cut is
     measured, never a slice of the bytes, which would not parse."""
-    data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")
+    data = json.dumps(report, default=repr).encode("utf-8", "backslashreplace")
     keep = MAX_REPORT // 2
     while len(data) > MAX_REPORT and keep >= 64:
         report["traceback"] = (report.get("traceback") or "")[-keep:]
         report["error"] = (report.get("error") or "")[: keep // 2]
-        data = jsonc.dumps(report, default=repr).encode("utf-8", "backslashreplace")
+        data = json.dumps(report, default=repr).encode("utf-8", "backslashreplace")
         keep //= 2
     if len(data) > MAX_REPORT:  # what is left is too large: say so, at least
         report = {"ok": False, "exception": "ReportTooLarge", "error": "the attempt's report was too large"}
-        data = jsonc.dumps(report).encode()
+        data = json.dumps(report).encode()
     return data
 
 
@@ -122,12 +123,12 @@ def _result_text(result) -> str | None:
     if result is None:
         return None
     try:
-        text = jsonc.dumps(result)
+        text = json.dumps(result)
     except (TypeError, ValueError, RecursionError):
-        text = jsonc.dumps(repr(result))
+        text = json.dumps(repr(result))
     if len(text) <= MAX_RESULT:
         return text
-    return jsonc.dumps({"truncated": True, "length": len(text), "head": text[: MAX_RESULT // 8]})
+    return json.dumps({"truncated": True, "length": len(text), "head": text[: MAX_RESULT // 8]})
 
 
 def _error_report(exc: BaseException) -> dict:

@@ -7,23 +7,24 @@ to the attempt's process group and SIGKILLs it after the grace period.
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
+import signal
 import time
+from typing import NamedTuple
 
 from . import lifecycle, procs, recovery
 from .errors import AlreadyFinal, CancelInProgress, NoSuchJob
 from .job import Job, Status
 from .limits import check_grace
-from .records import record
 from .runtime import Runtime
 
 MARGIN = recovery.STUCK_MARGIN  # seconds past the grace before we stop the attempt ourselves
 
 
-class CancelResult(record("CancelResult", "job waited")):
+class CancelResult(NamedTuple):
     """`job` as it ended up, and `waited`: seconds from the request to the final state."""
 
-    __slots__ = ()
+    job: Job
+    waited: float
 
     @property
     def cancelled(self) -> bool:

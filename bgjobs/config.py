@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from .errors import ConfigError
-from .records import record
 
 ENV_VAR = "BGJOBS_CONFIG"
 DEFAULT_NAME = "config.yaml"
@@ -27,14 +27,7 @@ _TOP_KEYS = _POLICY_KEYS | {
 }
 
 
-_PolicyBase = record(
-    "Policy",
-    "max_retries retry_delay retry_backoff timeout cancel_grace priority",
-    defaults=(3, 5.0, 2.0, None, 10.0, 0),
-)
-
-
-class Policy(_PolicyBase):
+class Policy(NamedTuple):
     """How attempts of a job are run and retried.
 
     max_retries: retries after the first attempt (3 means up to 4 attempts);
@@ -44,37 +37,44 @@ class Policy(_PolicyBase):
     -20 (most urgent) .. 19.
     """
 
-    __slots__ = ()
+    max_retries: int = 3
+    retry_delay: float = 5.0
+    retry_backoff: float = 2.0
+    timeout: float | None = None
+    cancel_grace: float = 10.0
+    priority: int = 0
 
     @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
 
 
-class ClassPolicy(record("ClassPolicy", "path methods policy max_concurrent", defaults=(None,))):
+class ClassPolicy(NamedTuple):
     """One allowlisted class and what it may do. `methods` is None for every
     public method."""
 
-    __slots__ = ()
+    path: str
+    methods: tuple[str, ...] | None
+    policy: Policy
+    max_concurrent: int | None = None
 
 
-_ConfigBase = record(
-    "Config",
-    "path classes defaults max_concurrent log_dir state_dir log_max_bytes log_backups warm_spare "
-    "output_max_bytes",
-    defaults=(True, 10 * 1024 * 1024),
-)
-
-
-class Config(_ConfigBase):
+class Config(NamedTuple):
     """The validated config. `path` is the file; its folder is the project root.
 
-    Paths are absolute `str`s, built with os.path: importing pathlib (and
-    what it pulls in) would cost `job-run` and every runner about 8 ms at
-    start-up, as much as the rest of the runner's own modules.
+    Paths are absolute `str`s.
     """
 
-    __slots__ = ()
+    path: str
+    classes: dict[str, ClassPolicy]
+    defaults: Policy
+    max_concurrent: int
+    log_dir: str
+    state_dir: str
+    log_max_bytes: int
+    log_backups: int
+    warm_spare: bool = True
+    output_max_bytes: int = 10 * 1024 * 1024
 
     @property
     def root(self) -> str:
@@ -208,11 +208,11 @@ def _fnv1a(data: bytes) -> int:
 
 
 def _cache_get(file: str, stamp: list) -> object:
-    from . import jsonc
+    import json
 
     try:
         with open(_cache_file(file), encoding="utf-8") as f:
-            cached = jsonc.load(f)
+            cached = json.load(f)
     except (OSError, ValueError):
         return _MISS
     if not isinstance(cached, dict) or cached.get("stamp") != stamp or cached.get("path") != file:
@@ -221,11 +221,11 @@ def _cache_get(file: str, stamp: list) -> object:
 
 
 def _cache_put(file: str, stamp: list, doc: object) -> None:
-    from . import jsonc
+    import json
 
     target = _cache_file(file)
     try:
-        data = jsonc.dumps({"path": file, "stamp": stamp, "doc": doc}, allow_nan=True)
+        data = json.dumps({"path": file, "stamp": stamp, "doc": doc}, allow_nan=True)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         tmp = f"{target}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:

@@ -7,10 +7,9 @@ harmless: `current_job()` is None, `cancel_requested()` is False, and
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
+import signal
 import time
-
-from .records import record
+from typing import NamedTuple
 
 SIGNALLED = "job cancelled (signal {})"  # a JobCancelled raised for the signal, not by the job
 
@@ -23,10 +22,14 @@ class JobCancelled(BaseException):
     """
 
 
-class JobContext(record("JobContext", "id attempt max_attempts class_path method")):
+class JobContext(NamedTuple):
     """The running job's id, attempt number, attempt limit, class and method."""
 
-    __slots__ = ()
+    id: int
+    attempt: int
+    max_attempts: int
+    class_path: str
+    method: str
 
     @property
     def idempotency_key(self) -> str:
@@ -89,12 +92,11 @@ class ProgressPipe:
         self.fd = fd
 
     def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:
+        import json
         import os
 
-        from . import jsonc
-
         try:
-            os.write(self.fd, jsonc.dumps([fraction, message]).encode() + b"\n")
+            os.write(self.fd, json.dumps([fraction, message]).encode() + b"\n")
         except (BlockingIOError, BrokenPipeError):
             pass
 

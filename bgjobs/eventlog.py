@@ -21,16 +21,11 @@ descriptors rather than share the parent's lock.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sys
 import time
-
-from . import jsonc
-
-try:
-    from _thread import RLock  # what threading.RLock returns, without importing threading (see store)
-except ImportError:
-    from threading import RLock
+from threading import RLock
 
 LEVELS = ("INFO", "WARNING", "ERROR")
 EVENTS = (
@@ -297,16 +292,16 @@ def json_line(text: str) -> str:
 
 def _encode(record: dict) -> bytes:
     """One record as one line of UTF-8 JSON, shorter than MAX_LINE."""
-    text = json_line(jsonc.dumps(record, default=str, ensure_ascii=False))
+    text = json_line(json.dumps(record, default=str, ensure_ascii=False))
     try:
         data = (text + "\n").encode("utf-8")
     except UnicodeEncodeError:
         # Lone surrogates (undecodable bytes in a path or an error message) are
         # not valid in JSON text for most readers: spell them as \\udcXX text.
-        text = json_line(jsonc.dumps(_clean(record), default=str, ensure_ascii=False))
+        text = json_line(json.dumps(_clean(record), default=str, ensure_ascii=False))
         data = (text + "\n").encode("utf-8")
     if len(data) >= MAX_LINE:
-        data = (json_line(jsonc.dumps(_fit(record), default=str, ensure_ascii=False)) + "\n").encode(
+        data = (json_line(json.dumps(_fit(record), default=str, ensure_ascii=False)) + "\n").encode(
             "utf-8", "backslashreplace"
         )
     return data
@@ -326,15 +321,15 @@ def _fit(record: dict) -> dict:
     """The record with its largest values cut until the line fits under MAX_LINE.
     (Sizes are measured with ASCII escapes, an upper bound of the UTF-8 size.)"""
     record = _clean(record)
-    sizes = sorted(((len(jsonc.dumps(v, default=str)), k) for k, v in record.items()), reverse=True)
+    sizes = sorted(((len(json.dumps(v, default=str)), k) for k, v in record.items()), reverse=True)
     total = sum(size for size, _ in sizes)
     for size, key in sizes:
         if total < MAX_LINE // 2:
             break
         value = record[key]
-        text = value if isinstance(value, str) else jsonc.dumps(value, default=str)
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
         record[key] = text[: MAX_FIELD // 4] + "... [cut]"
-        total -= size - len(jsonc.dumps(record[key]))
+        total -= size - len(json.dumps(record[key]))
     return record
 
 

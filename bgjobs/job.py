@@ -2,116 +2,52 @@
 
 from __future__ import annotations
 
-from . import jsonc
-from .records import record
+import enum
+import json
+from typing import NamedTuple
 
 
-class _Members(type):
-    """Status's metaclass: the class holds its members as an Enum class does.
-    It iterates over them in order, looks them up by name (`Status["QUEUED"]`),
-    tells a member or a value (`"queued" in Status`), and keeps them fixed."""
+class Status(enum.StrEnum):
+    """A job's state. Its value is the text stored in the row and logged;
+    `Status("queued") is Status.QUEUED`."""
 
-    def __iter__(cls):
-        return iter(cls._members)
-
-    def __reversed__(cls):
-        return reversed(cls._members)
-
-    def __len__(cls) -> int:
-        return len(cls._members)
-
-    def __getitem__(cls, name: str):
-        return cls.__members__[name]
-
-    def __contains__(cls, value) -> bool:
-        try:
-            return value in cls._by_value
-        except TypeError:  # unhashable
-            return False
-
-    @property
-    def __members__(cls):
-        return _MappingProxy({member.name: member for member in cls._members})
-
-    def __setattr__(cls, name: str, value) -> None:
-        if name in cls.__dict__ and isinstance(cls.__dict__[name], cls):
-            raise AttributeError(f"cannot reassign member {name!r}")
-        super().__setattr__(name, value)
-
-    def __delattr__(cls, name: str) -> None:
-        if name in cls.__dict__ and isinstance(cls.__dict__[name], cls):
-            raise AttributeError(f"cannot delete member {name!r}")
-        super().__delattr__(name)
-
-
-_MappingProxy = type(type.__dict__)  # types.MappingProxyType, without importing types
-
-
-class Status(str, metaclass=_Members):
-    """A job's state: a `str` (its value, as stored and logged) with a name, like
-    a member of a `str` Enum. `Status("queued") is Status.QUEUED`; an unknown
-    value is a ValueError. (It is not an `Enum` instance.)
-
-    Not an Enum: importing enum (with functools and collections) cost job-run
-    about 8 ms before its first line of work (docs/architecture.md, the start-up
-    budget)."""
-
-    __slots__ = ()
-    QUEUED: Status  # waiting for a free slot or for its start time
-    RUNNING: Status  # a runner holds the job's lock and runs an attempt
-    RETRYING: Status  # an attempt failed; waits retry_delay for the next one
-    SUCCEEDED: Status  # final: an attempt returned normally
-    FAILED: Status  # final: the last attempt failed, or the job was lost with none left
-    CANCELLED: Status  # final: stopped on request
-    _members: tuple[Status, ...] = ()
-    _by_value: dict[str, Status] = {}
-
-    def __new__(cls, value: str) -> Status:
-        try:
-            return cls._by_value[value]
-        except (KeyError, TypeError):
-            raise ValueError(f"{value!r} is not a valid Status") from None
-
-    @property
-    def value(self) -> str:
-        return str.__str__(self)
-
-    @property
-    def name(self) -> str:
-        return self.value.upper()
+    QUEUED = "queued"  # waiting for a free slot or for its start time
+    RUNNING = "running"  # a runner holds the job's lock and runs an attempt
+    RETRYING = "retrying"  # an attempt failed; waits retry_delay for the next one
+    SUCCEEDED = "succeeded"  # final: an attempt returned normally
+    FAILED = "failed"  # final: the last attempt failed, or the job was lost with none left
+    CANCELLED = "cancelled"  # final: stopped on request
 
     @property
     def is_final(self) -> bool:
         return self in FINAL
 
-    def __str__(self) -> str:
-        return self.value
-
-    def __repr__(self) -> str:
-        return f"<Status.{self.name}: {self.value!r}>"
-
-    def __reduce__(self):
-        return Status, (self.value,)
-
     @classmethod
-    def read(cls, value: object) -> Status:
+    def read(cls, value: object) -> Status | UnknownStatus:
         """The member for a stored `value`; for a value this bgjobs does not
-        know (a row written by another version, or by hand), a Status that is
-        no member: it shows the text as stored, and is neither waiting,
-        active nor final, so nothing claims, reconciles or counts it."""
+        know (a row written by another version, or by hand), an UnknownStatus:
+        it shows the text as stored, and is neither waiting, active nor final,
+        so nothing claims, reconciles or counts it."""
         try:
-            return cls._by_value[value]
-        except (KeyError, TypeError):
-            return str.__new__(cls, value if isinstance(value, str) else repr(value))
+            return cls(value)
+        except ValueError:
+            return UnknownStatus(value if isinstance(value, str) else repr(value))
 
 
-Status._members = tuple(
-    str.__new__(Status, v) for v in ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
-)
-Status._by_value = {member.value: member for member in Status._members}
-for _member in Status._members:
-    type.__setattr__(Status, _member.name, _member)
-del _member
+class UnknownStatus(str):
+    """A stored status that is no member of Status (see Status.read)."""
+
+    __slots__ = ()
+    is_final = False
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+    @property
+    def name(self) -> str:
+        return str(self).upper()
+
 
 FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 WAITING = frozenset({Status.QUEUED, Status.RETRYING})
@@ -132,53 +68,45 @@ def iso(ts: float | None) -> str | None:
         return None
 
 
-# The columns of a job row, in order (class is `class_path` here).
-JOB_FIELDS = (
-    "id",
-    "class_path",
-    "method",
-    "params",
-    "status",
-    "priority",
-    "attempt",
-    "max_attempts",
-    "retry_delay",
-    "retry_backoff",
-    "timeout",
-    "cancel_grace",
-    "run_after",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "updated_at",
-    "runner_pid",
-    "runner_start",
-    "pid",
-    "pid_start",
-    "exit_code",
-    "exit_signal",
-    "exception",
-    "error",
-    "result",
-    "progress",
-    "progress_message",
-    "cancel_requested_at",
-    "cancel_source",
-    "cancel_user",
-    "source",
-    "user",
-    "retry_of",
-    "output_error",
-)
-
-
-# A named tuple, not a dataclass: `job-run` and every runner build this class
-# at start-up, and dataclasses (which import inspect) cost more than the rest.
-class Job(record("Job", JOB_FIELDS)):
+class Job(NamedTuple):
     """One job row, as read at one moment: an immutable snapshot. Times are
     epoch seconds; `params` is a tuple; `status` is a Status."""
 
-    __slots__ = ()
+    id: int
+    class_path: str
+    method: str
+    params: tuple
+    status: Status
+    priority: int
+    attempt: int
+    max_attempts: int
+    retry_delay: float
+    retry_backoff: float
+    timeout: float | None
+    cancel_grace: float
+    run_after: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    runner_pid: int | None  # the runner: (pid, start time) names it
+    runner_start: int | None
+    pid: int | None  # the attempt, which leads its own process group
+    pid_start: int | None
+    exit_code: int | None
+    exit_signal: int | None
+    exception: str | None
+    error: str | None
+    result: str | None  # JSON text
+    progress: float | None
+    progress_message: str | None
+    cancel_requested_at: float | None
+    cancel_source: str | None
+    cancel_user: str | None
+    source: str | None
+    user: str | None
+    retry_of: int | None
+    output_error: str | None  # why its output was lost, if it was
 
     @classmethod
     def from_row(cls, row) -> Job:
@@ -194,14 +122,14 @@ class Job(record("Job", JOB_FIELDS)):
         for name in _NUMBERS:
             if type(d[name]) not in (int, float):
                 d[name] = None
-        return cls._make([d[name] for name in JOB_FIELDS])
+        return cls._make([d[name] for name in cls._fields])
 
     @property
     def defect(self) -> str | None:
         """Why this row cannot be run as it stands, or None if it can."""
         if isinstance(self.params, UnreadableParams):
             return f"params are not a JSON array: {self.params.text[:200]!r}"
-        if self.status not in Status:
+        if not isinstance(self.status, Status):
             return f"status {self.status.value!r} is not one this bgjobs knows"
         if not isinstance(self.class_path, str) or not isinstance(self.method, str):
             return "it names no class or no method"
@@ -212,11 +140,11 @@ class Job(record("Job", JOB_FIELDS)):
 
     def to_json(self) -> str:
         """Every field, as from_json reads it back (to_dict is for people)."""
-        return jsonc.dumps({**self._asdict(), "params": list(self.params), "status": self.status.value})
+        return json.dumps({**self._asdict(), "params": list(self.params), "status": self.status.value})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Job:
-        d = jsonc.loads(text)
+        d = json.loads(text)
         return cls(**{**d, "params": tuple(d["params"]), "status": Status.read(d["status"])})
 
     @property
@@ -305,7 +233,7 @@ class UnreadableParams(tuple):
 
 def _params(stored) -> tuple:
     try:
-        params = jsonc.loads(stored)
+        params = json.loads(stored)
     except (ValueError, TypeError, RecursionError):
         params = None
     if isinstance(params, list):

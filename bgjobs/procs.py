@@ -8,10 +8,10 @@ Linux only (flock, /proc, pidfd).
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import errno
 import fcntl
 import os
+import signal
 
 # linux/pidfd.h: deliver to the whole process group of the pidfd's process.
 PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2

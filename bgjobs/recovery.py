@@ -9,8 +9,8 @@ processes cannot settle it twice.
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
 import os
+import signal
 import time
 
 from . import lifecycle, procs

@@ -12,13 +12,14 @@ next dispatch starts a fresh runner when its delay is over.
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: the signal wrapper builds IntEnums of all signals
+import json
 import os
 import select
+import signal
 import sys
 import time
 
-from . import jsonc, lifecycle, procs, spawner
+from . import lifecycle, procs, spawner
 from .context import SIGNALLED
 from .errors import RejectedError, StoreError
 from .job import Job, Status
@@ -199,7 +200,7 @@ class Runner:
         report = _read_all(result_r)
         os.close(result_r)
         try:
-            info = jsonc.loads(report) if report else {}
+            info = json.loads(report) if report else {}
         except ValueError:
             info = {}
         if not (info.get("keep_descendants") and stop is None):
@@ -341,7 +342,7 @@ class Runner:
             if not line:
                 continue  # the attempt's word that it has started
             try:
-                fraction, message = jsonc.loads(line)
+                fraction, message = json.loads(line)
             except (ValueError, TypeError):
                 continue
             try:
@@ -375,10 +376,8 @@ class Runner:
             }
         elif not info.get("exception"):
             if exit_signal:
-                import signal as names  # only now: see the import of _signal
-
-                valid = exit_signal in names.valid_signals()
-                name = names.Signals(exit_signal).name if valid else exit_signal
+                valid = exit_signal in signal.valid_signals()
+                name = signal.Signals(exit_signal).name if valid else exit_signal
                 info = {"exception": "KilledBySignal", "error": f"the attempt was killed by signal {name}"}
             else:
                 info = {"exception": "ExitCode", "error": f"the attempt exited with code {exit_code}"}
@@ -520,7 +519,7 @@ def _spare() -> int:
         line, buf = buf.split(b"\n", 1)
         rt = None
         try:
-            request = jsonc.loads(line)
+            request = json.loads(line)
             _set_environ(request["env"])  # what a runner spawned by that caller now would get
             rt = open_runtime(request["config"])
             if request["expect"] != repr(rt.config):
@@ -574,7 +573,7 @@ def forked(requests: int, replies: int) -> int:
         with open(requests, "rb") as lines:
             config = lines.readline()
             if config.endswith(b"\n"):
-                config = jsonc.loads(config)
+                config = json.loads(config)
                 rt = open_runtime(config["path"])
                 if repr(rt.config) != config["expect"]:
                     return 0  # job-run records the job itself, as it read the config
@@ -583,7 +582,7 @@ def forked(requests: int, replies: int) -> int:
             request = lines.readline()
         if rt is None or not request.endswith(b"\n"):
             return 0  # no launch on job-run's command line, or a refused one
-        row = launcher.insert_job(rt, **jsonc.loads(request), on_insert=lambda i: _send(replies, b"%d" % i))
+        row = launcher.insert_job(rt, **json.loads(request), on_insert=lambda i: _send(replies, b"%d" % i))
         recorded = True
         _send(replies, row.to_json().encode())
         os.close(replies)

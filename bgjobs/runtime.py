@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from .config import Config, load_config
 from .eventlog import EventLog
-from .records import record
 from .spawner import LocalSpawner
 from .store import Store, highest_used_id
 
 
-class Runtime(record("Runtime", "config store log spawner")):
+class Runtime(NamedTuple):
     """The config, store, event log and spawner one process works with."""
 
-    __slots__ = ()
+    config: Config
+    store: Store
+    log: EventLog
+    spawner: LocalSpawner
 
     def lock_path(self, job_id: int) -> str:
         """The runner of job `job_id` holds an exclusive flock on this file."""

@@ -13,9 +13,9 @@ It uses posix_spawn (no copy of the caller's memory, no subprocess import).
 
 from __future__ import annotations
 
-import _thread
 import os
 import sys
+import threading
 import time
 
 TYPE_CHECKING = False  # typing itself is kept out of the start-up path
@@ -144,10 +144,10 @@ class Spare(_Piped):
         self.gone = False
 
     def _request(self, rt) -> bool:
-        from . import jsonc
+        import json
 
         request = {"config": rt.config.path, "env": rt.spawner.runner_env(), "expect": repr(rt.config)}
-        return _write_all(self._fd, (jsonc.dumps(request) + "\n").encode())
+        return _write_all(self._fd, (json.dumps(request) + "\n").encode())
 
     def offer(self, rt, timeout: float = 5.0) -> str | None:
         """If the spare has booted, ask it to dispatch for `rt` and wait for its
@@ -234,9 +234,9 @@ class ForkedRunner(_Piped):
 
     def use_config(self, config: Config) -> None:
         """Tell it the config (as read here), so it opens the store meanwhile."""
-        from . import jsonc
+        import json
 
-        line = jsonc.dumps({"path": config.path, "expect": repr(config)}) + "\n"
+        line = json.dumps({"path": config.path, "expect": repr(config)}) + "\n"
         if not _write_all(self._fd, line.encode()):
             self.close()  # gone: record() says so
 
@@ -245,12 +245,12 @@ class ForkedRunner(_Piped):
         arguments) in `rt`'s store and run the next due job. Returns the row;
         None if the fork did not record it (it is gone, or it reads the config
         differently): then the caller records and dispatches itself."""
-        from . import jsonc
+        import json
 
         if self._fd < 0:
             return None
         try:
-            sent = _write_all(self._fd, (jsonc.dumps(request) + "\n").encode())
+            sent = _write_all(self._fd, (json.dumps(request) + "\n").encode())
             with open(self._replies, "rb", closefd=False) as replies:
                 inserted = replies.readline() if sent else b""
                 row = replies.readline() if inserted.endswith(b"\n") else b""
@@ -330,7 +330,7 @@ def fork_runner() -> ForkedRunner | None:
 # A fork waits for _pipe_lock (see the register_at_fork below), so it never
 # falls between making or closing a pipe end and noting it here.
 _pipe_ends: set[int] = set()
-_pipe_lock = _thread.allocate_lock()
+_pipe_lock = threading.Lock()
 
 
 def _pipe() -> tuple[int, int]:
@@ -351,7 +351,7 @@ def _write_all(fd: int, data: bytes) -> bool:
     blocked meanwhile, for a caller that has it at SIG_DFL (Python ignores it,
     but an embedding program or a CLI idiom may not): a spare that has exited
     must cost the caller a fallback, not its life."""
-    import _signal as signal
+    import signal
 
     pipe = {signal.SIGPIPE}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, pipe)
@@ -373,7 +373,7 @@ def _write_all(fd: int, data: bytes) -> bool:
 # The reaper tracks a spare from its start, so one that exits idle (after
 # SPARE_IDLE) leaves no zombie behind.
 _warm: Spare | None = None
-_warm_lock = _thread.allocate_lock()
+_warm_lock = threading.Lock()
 _launches = 0  # through the API, by this process
 
 
@@ -435,8 +435,8 @@ def _after_fork_in_child() -> None:
     """A forked child (an attempt, or a caller's own child) starts with no spare
     and nothing to reap: those are its parent's."""
     global _warm, _warm_lock, _launches, _pipe_lock
-    _pipe_lock = _thread.allocate_lock()  # the parent's is held, by the fork
-    _warm_lock = _thread.allocate_lock()
+    _pipe_lock = threading.Lock()  # the parent's is held, by the fork
+    _warm_lock = threading.Lock()
     _launches = 0
     _warm = None
     for fd in _pipe_ends:  # our copies; the parent still has its spare
@@ -489,7 +489,7 @@ class _Reaper:
 
     def __init__(self) -> None:
         self._pids: set[int] = set()
-        self._lock = _thread.allocate_lock()  # threading is imported only if a thread is needed
+        self._lock = threading.Lock()
         self._running = False
         self._threaded = True
 
@@ -501,8 +501,6 @@ class _Reaper:
         with self._lock:
             self._pids.add(pid)
             if self._threaded and not self._running:
-                import threading
-
                 self._running = True
                 threading.Thread(target=self._run, name="bgjobs-reaper", daemon=True).start()
 

@@ -15,86 +15,26 @@ overwrites or recreates the file to get past one.
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 import time
-
-from . import jsonc
-
-# Every command and runner imports this module, so it takes the C modules that
-# `sqlite3` and `threading` wrap, with the same classes: the wrappers would add
-# about 0.8 MiB to each runner's RSS and 3 to 4 ms to each command (sqlite3
-# imports datetime, for adapters we never use: times are epoch floats).
-try:
-    from _thread import _local as thread_local
-except ImportError:  # an implementation without it
-    from threading import local as thread_local
+from threading import local as thread_local
 
 from .errors import StoreError
 from .job import ACTIVE, Job, Status
 
-TYPE_CHECKING = False  # typing and collections.abc are kept out of the start-up path
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable
 
 
 def driver():
-    """SQLite's C module, imported on first use, not with this module: job-run's
-    own process never opens the store, and its forked runner loads this while
-    job-run reads the call.
+    """The sqlite3 module, imported with the first connection rather than with
+    this module: job-run's own process never opens the store."""
+    import sqlite3
 
-    Of functools, `_sqlite3` uses one thing: as it initialises, it reads
-    `functools.lru_cache` for each connection's statement cache. Importing
-    functools (with the collections, types and reprlib it imports) costs about
-    5 ms here, three times `_sqlite3` itself. So a process with one thread
-    and no functools yet gets, for that import only, a stand-in whose
-    `lru_cache` is functools' own: the C `_functools._lru_cache_wrapper` that
-    `functools.lru_cache` returns. Signals are blocked while the stand-in is in
-    place, and it is gone when the import ends: a later `import functools` gets
-    the real module. If the import fails with it, it is made the plain way."""
-    loaded = sys.modules.get("_sqlite3")
-    if loaded is not None:
-        return loaded
-    from .procs import single_threaded  # no other thread can import functools meanwhile
-
-    if "functools" not in sys.modules and single_threaded():
-        try:
-            return _import_with_lru_cache_only()
-        except (ImportError, AttributeError):  # a Python whose _sqlite3 wants more: the plain way
-            pass
-    try:
-        import _sqlite3 as sqlite3
-    except ImportError:  # an implementation without it
-        import sqlite3
     return sqlite3
-
-
-def _import_with_lru_cache_only():
-    from _functools import _lru_cache_wrapper
-
-    def lru_cache(maxsize=128, typed=False):
-        return lambda function: _lru_cache_wrapper(function, maxsize, typed, _cache_info)
-
-    stand_in = type(sys)("functools", "lru_cache only, while _sqlite3 is imported (bgjobs.store.driver)")
-    stand_in.lru_cache = lru_cache
-    # Signals wait until it is gone: a Python signal handler runs between two
-    # bytecodes of whatever runs, the import included, and could meet it.
-    import _signal as signal
-
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    sys.modules["functools"] = stand_in
-    try:
-        import _sqlite3
-    finally:
-        if sys.modules.get("functools") is stand_in:
-            del sys.modules["functools"]
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    return _sqlite3
-
-
-def _cache_info(*info):  # what cache_info() would return; SQLite never asks
-    return info
 
 
 # Waiting jobs (job.WAITING), as the partial indexes below name them. A query uses such an
@@ -441,7 +381,7 @@ class Store:
         `on_insert(id)` is called with the new row's id before it is committed."""
         now = time.time()
         values = dict(values)
-        values["params"] = jsonc.dumps(list(values["params"]))
+        values["params"] = json.dumps(list(values["params"]))
         values.setdefault("run_after", now)
         values.update(status=Status.QUEUED.value, created_at=now, updated_at=now)
         cols = list(values)
@@ -740,7 +680,7 @@ def highest_used_id(
             lines = lines[1:]  # the first may be cut
         for line in lines:
             try:
-                job_id = jsonc.loads(line).get("job_id")
+                job_id = json.loads(line).get("job_id")
             except (ValueError, AttributeError, RecursionError):
                 continue  # a bad line, skipped as every reader skips it
             if type(job_id) is int:

@@ -247,7 +247,7 @@ def test_refusals_exit_2_with_no_row_and_a_rejected_record(project, args, messag
 
 def test_a_bad_json_param_is_refused_where_nothing_has_imported_json(project):
     # A job module that does not import json, and a document that starts well:
-    # Python 3.11's _json cannot report that error on its own (see bgjobs.jsonc).
+    # (bgjobs once drove the C scanner itself, whose error path failed here.)
     (project.root / "testjobs" / "plain.py").write_text(
         "class Plain:\n    def run(self, items: list, opts: dict) -> None:\n        pass\n"
     )
@@ -450,48 +450,26 @@ def test_core_does_not_import_pandas_or_streamlit(project):
 
 
 # Modules the hot paths (job-run, job-cancel, the runner up to the job's first
-# line) must not load: each costs every launch milliseconds (docs/architecture.md,
-# "The start-up budget").
+# line) have no use for: the heavy ones, and those only some commands need.
+# (The core imports the standard library plainly: json, enum, typing, signal,
+# threading and, at its first connection, sqlite3 are loaded.)
 NOT_AT_START_UP = [
     "pathlib",
-    "contextlib",
     "zlib",
     "getpass",
     "runpy",
     "yaml",
     "traceback",
-    "typing",
     "inspect",
     "dataclasses",
     "shutil",
     "subprocess",
     "asyncio",
-    # (ctypes is loaded: the runner makes itself a child subreaper with prctl,
-    # which only ctypes reaches, so that a job's escaped descendants stop with it)
     "pandas",
     "streamlit",
     "pyarrow",
-    # bgjobs.store imports the C modules these wrap (_thread, _sqlite3); sqlite3 imports datetime
-    "threading",
-    "sqlite3",
-    "datetime",
-    # bgjobs.jsonc drives _json (json imports re); the console scripts read a plain
-    # command line without argparse, and the wrapper pip (25.2 and later, as dev.py
-    # installs it) writes for a console script does not import re
-    "json",
-    "re",
     "argparse",
     "gettext",
-    # the C modules again: _signal (signal builds IntEnums); __import__ (importlib imports warnings)
-    "signal",
-    "importlib",
-    "warnings",
-    # bgjobs.job's Status and bgjobs.records' named tuples: not enum, not collections;
-    # _sqlite3 gets functools' lru_cache alone (store.driver)
-    "enum",
-    "collections",
-    "functools",
-    "operator",
 ]
 # And what job-run's own process must not load either: it never opens the store
 # (its forked runner does).

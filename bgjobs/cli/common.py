@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-from .. import jsonc
 from ..errors import (
     EXIT_ALREADY_FINAL,
     EXIT_CANCEL_IN_PROGRESS,
@@ -227,7 +227,7 @@ def exit_now(code: int) -> None:
 
 
 def print_json(obj) -> None:
-    print(jsonc.dumps(obj, default=str))
+    print(json.dumps(obj, default=str))
 
 
 def local_user() -> str:
