@@ -10,7 +10,9 @@ schema. A chunk that pyarrow refuses (a bad line, or a key whose values change
 type) is split in two until the culprit is found; the last few hundred
 kilobytes are read line by line with `json`. Bad lines are skipped and counted
 in `LogTail.bad_lines` and `frame.attrs["bad_lines"]`; see bgjobs.logread for
-what counts as bad. This is the only module of bgjobs that imports pandas.
+what counts as bad. `filter_logs` selects rows; what the dashboard's charts
+compute from them is in bgjobs.logstats. These two are the only modules of the
+core that import pandas.
 """
 
 from __future__ import annotations
@@ -419,12 +421,9 @@ def read_log(path: str | os.PathLike) -> pd.DataFrame:
         return tail.frame
 
 
-# --- for the dashboard -------------------------------------------------------
+# --- selecting rows ----------------------------------------------------------
 
 TEXT_COLUMNS = ("message", "error", "class", "method", "traceback")
-OUTCOMES = ("succeeded", "failed", "cancelled")
-ATTEMPT_ENDS = ("succeeded", "attempt_failed", "timed_out", "lost")  # cancelled attempts count for neither
-ATTEMPT_FAILURES = ("attempt_failed", "timed_out", "lost")
 
 
 def _utc(when) -> pd.Timestamp:
@@ -471,46 +470,3 @@ def filter_logs(
             hit |= found.fillna(False).to_numpy(dtype=bool)
         keep &= hit
     return df[keep]
-
-
-def events_per_hour(df: pd.DataFrame, outcomes: Iterable[str] = OUTCOMES) -> pd.DataFrame:
-    """Counts of outcome events per hour: index `hour` (UTC, every hour from the
-    first to the last, gaps as 0), one int column per outcome."""
-    outcomes = list(outcomes)
-    rows = df[df["event"].isin(outcomes) & df["ts"].notna()]
-    hours = rows["ts"].dt.floor("h")
-    counts = pd.crosstab(hours, rows["event"].astype(str)) if len(rows) else pd.DataFrame()
-    counts = counts.reindex(columns=outcomes, fill_value=0)
-    if len(counts):
-        full = pd.date_range(counts.index.min(), counts.index.max(), freq="h")
-        counts = counts.reindex(full, fill_value=0)
-    else:
-        counts.index = pd.DatetimeIndex([], tz="UTC")
-    counts.index.name = "hour"
-    counts.columns.name = None
-    return counts.astype("int64")
-
-
-def failure_rate_by_class(df: pd.DataFrame) -> pd.DataFrame:
-    """Per class: attempts that ended (succeeded, attempt_failed, timed_out,
-    lost), how many of them failed, and the rate (failures / attempts). Most
-    failing first."""
-    rows = df[df["event"].isin(ATTEMPT_ENDS) & df["class"].notna()]
-    failed = rows["event"].isin(ATTEMPT_FAILURES)
-    table = (
-        pd.DataFrame({"class": rows["class"].astype(str), "failed": failed.astype("int64")})
-        .groupby("class", sort=True)["failed"]
-        .agg(attempts="size", failures="sum")
-        .reset_index()
-    )
-    table["attempts"] = table["attempts"].astype("int64")
-    table["failures"] = table["failures"].astype("int64")
-    table["rate"] = (table["failures"] / table["attempts"]).astype("float64")
-    return table.sort_values(["rate", "failures", "class"], ascending=[False, False, True], ignore_index=True)
-
-
-def durations(df: pd.DataFrame) -> pd.Series:
-    """Seconds each finished job took, from the `duration` of its succeeded,
-    failed or cancelled record (rows without one are left out)."""
-    rows = df[df["event"].isin(OUTCOMES)]
-    return rows["duration"].dropna().astype("float64").rename("duration")

@@ -1,4 +1,5 @@
-"""Log files as DataFrames: dtypes, bad input, incremental reads, helpers."""
+"""Log files as DataFrames: dtypes, bad input, incremental reads, filters.
+What the charts compute from the frames is tested in tests/test_logstats.py."""
 
 from __future__ import annotations
 
@@ -17,9 +18,6 @@ from bgjobs.logtable import (
     COLUMNS,
     DTYPES,
     LogTail,
-    durations,
-    events_per_hour,
-    failure_rate_by_class,
     filter_logs,
     read_log,
 )
@@ -309,7 +307,7 @@ def test_tail_follows_concurrent_writers_across_rotation(tmp_path):
     assert list(full["seq"]) == [r["seq"] for r in records]
 
 
-# --- dashboard helpers ---------------------------------------------------------
+# --- selecting rows ------------------------------------------------------------
 
 
 def sample(tmp_path: Path) -> pd.DataFrame:
@@ -371,41 +369,13 @@ def test_filter_logs(tmp_path):
     assert len(empty) == 0
 
 
-def test_events_per_hour(tmp_path):
-    counts = events_per_hour(sample(tmp_path))
-    assert counts.index.name == "hour" and list(counts.columns) == ["succeeded", "failed", "cancelled"]
-    assert [str(h) for h in counts.index] == [
-        "2026-11-28 10:00:00+00:00",
-        "2026-11-28 11:00:00+00:00",
-        "2026-11-28 12:00:00+00:00",
-    ]
-    assert counts.to_dict("list") == {"succeeded": [1, 0, 1], "failed": [0, 0, 1], "cancelled": [0, 0, 1]}
-    assert len(events_per_hour(read_log(tmp_path / "none.log"))) == 0
-
-
-def test_failure_rate_by_class(tmp_path):
-    table = failure_rate_by_class(sample(tmp_path))
-    assert list(table.columns) == ["class", "attempts", "failures", "rate"]
-    assert table.to_dict("records") == [
-        {"class": "jobs.B", "attempts": 3, "failures": 2, "rate": pytest.approx(2 / 3)},
-        {"class": "jobs.A", "attempts": 1, "failures": 0, "rate": 0.0},
-    ]
-    assert len(failure_rate_by_class(read_log(tmp_path / "none.log"))) == 0
-
-
-def test_durations(tmp_path):
-    d = durations(sample(tmp_path))
-    assert d.name == "duration" and d.dtype == "float64"
-    assert sorted(d) == [1.0, 2.5, 3.0, 60.0]
-    assert len(durations(read_log(tmp_path / "none.log"))) == 0
-
-
-def test_logtable_is_the_only_core_module_that_imports_pandas():
+def test_logtable_and_logstats_are_the_only_core_modules_that_import_pandas():
     root = Path(logtable.__file__).parent
     for path in root.rglob("*.py"):
-        if path.name != "logtable.py" and "ui" not in path.relative_to(root).parts:  # ui: the dashboard
-            text = path.read_text()
-            assert not re.search(r"^\s*(import|from)\s+(pandas|pyarrow)\b", text, re.M), path
+        if path.name in ("logtable.py", "logstats.py") or "ui" in path.relative_to(root).parts:
+            continue  # ui: the dashboard
+        text = path.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(pandas|pyarrow)\b", text, re.M), path
 
 
 def test_tail_closes_its_files(tmp_path):

@@ -1,10 +1,10 @@
-"""The Logs page's three charts. Data arrive aggregated (a few hundred rows at
-most), so the browser never gets a million points."""
+"""The Logs page's three charts, drawn with Altair. Their data arrive
+aggregated by bgjobs.logstats (a few hundred rows at most), so the browser never
+gets a million points; this module only draws."""
 
 from __future__ import annotations
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -17,7 +17,7 @@ HEIGHT = 260
 
 def events_per_hour(counts: pd.DataFrame, *, key: str) -> None:
     """Stacked bars of outcomes (succeeded, failed, cancelled) per hour, from
-    logtable.events_per_hour."""
+    logstats.events_per_hour."""
     if counts.empty or not counts.to_numpy().any():
         st.caption("No job finished in this selection.")
         return
@@ -48,7 +48,7 @@ def events_per_hour(counts: pd.DataFrame, *, key: str) -> None:
 
 
 def failure_rate(table: pd.DataFrame, *, key: str) -> None:
-    """Failed attempts / ended attempts per class, from logtable.failure_rate_by_class."""
+    """Failed attempts / ended attempts per class, from logstats.failure_rate_by_class."""
     if table.empty:
         st.caption("No attempt ended in this selection.")
         return
@@ -70,28 +70,8 @@ def failure_rate(table: pd.DataFrame, *, key: str) -> None:
     st.altair_chart((bars + labels).properties(height=alt.Step(34)), key=key)
 
 
-def duration_bins(seconds: pd.Series, bins: int = 30) -> pd.DataFrame:
-    """A histogram of job durations: columns start, end, jobs. The bins are
-    log-spaced when the durations span more than a factor of 20, else even;
-    `attrs["log"]` says which."""
-    values = seconds.to_numpy(dtype="float64")
-    values = values[np.isfinite(values) & (values >= 0)]
-    if not len(values):
-        return pd.DataFrame({"start": [], "end": [], "jobs": []})
-    low, high = float(values.min()), float(values.max())
-    log = low > 0 and high / low > 20
-    if log:
-        edges = np.geomspace(low, high, bins + 1)
-    else:
-        edges = np.linspace(low, max(high, low + 1e-3), bins + 1)
-    counts, edges = np.histogram(values, bins=edges)
-    hist = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "jobs": counts})
-    hist.attrs["log"] = log
-    return hist
-
-
 def durations(hist: pd.DataFrame, *, key: str) -> None:
-    """The histogram from duration_bins."""
+    """The histogram from logstats.duration_bins."""
     if hist.empty or not hist["jobs"].any():
         st.caption("No durations in this selection.")
         return

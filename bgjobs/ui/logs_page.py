@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from bgjobs import logtable
+from bgjobs import logstats, logtable
 from bgjobs.eventlog import EVENTS, LEVELS
 from bgjobs.ui import charts, common, logdata
 
@@ -21,6 +22,9 @@ TABS = {"All events": "main", "Errors": "errors"}
 ROW_CAPS = (100, 500, 1000, 5000, 10000)
 LIVE_SECONDS = 5.0
 CHART_AGE = logdata.CHART_MAX_AGE
+# The filters the failure rate honours: they pick whole attempts. A level, an
+# event or a search text keeps some of an attempt's records and not others.
+RATE_SCOPE = ("class_path", "job_id", "since", "until")
 SHOWN = [
     "ts",
     "level",
@@ -45,7 +49,8 @@ def render() -> None:
     for tab, prefix in zip(tabs, TABS.values(), strict=True):
         if tab.open is False:
             continue  # a hidden tab costs nothing
-        path = Path(cfg.main_log if prefix == "main" else cfg.errors_log)
+        main_log = Path(cfg.main_log)
+        path = main_log if prefix == "main" else Path(cfg.errors_log)
         with tab:
             live = st.toggle(
                 "Follow",
@@ -55,10 +60,10 @@ def render() -> None:
                 help=f"Read new records every {LIVE_SECONDS:g} s (only the new lines are parsed).",
             )
             # The fragment reruns on its own, and when a filter in it changes.
-            st.fragment(_log_view, run_every=LIVE_SECONDS if live else None)(path, prefix)
+            st.fragment(_log_view, run_every=LIVE_SECONDS if live else None)(path, prefix, main_log)
 
 
-def _log_view(path: Path, prefix: str) -> None:
+def _log_view(path: Path, prefix: str, main_log: Path) -> None:
     if not path.exists():
         st.info(f"`{path}` does not exist yet. bgjobs creates it when the first job is queued.")
         return
@@ -81,7 +86,20 @@ def _log_view(path: Path, prefix: str) -> None:
     ranged = common.time_range_choice(f"{prefix}_range")
     _table(prefix, newest, len(filtered), len(frame), path, view_key=(choice, ranged, cap))
     _download(prefix, filtered, path)
-    _charts(prefix, src, key, filtered)
+    _charts(prefix, src, key, filtered, lambda: failure_rates(main_log, filters))
+
+
+def failure_rates(main_log: Path, filters: dict) -> pd.DataFrame:
+    """Failed attempts / ended attempts per class, over every attempt in the
+    main log that the class, job and time filters select (see RATE_SCOPE).
+    Never from the errors log, which holds the failures alone: every rate
+    would be 100 %."""
+    scope = {k: v for k, v in filters.items() if k in RATE_SCOPE}
+    return logdata.source(main_log).memo(
+        ("fail_rate", tuple(sorted(scope.items()))),
+        lambda df: logstats.failure_rate_by_class(logtable.filter_logs(df, **scope)),
+        CHART_AGE,
+    )
 
 
 def _filters(prefix: str, frame: pd.DataFrame) -> tuple[dict, int]:
@@ -278,7 +296,13 @@ def _download(prefix: str, filtered: pd.DataFrame, path: Path) -> None:
     )
 
 
-def _charts(prefix: str, src: logdata.LogSource, key: tuple, filtered: pd.DataFrame) -> None:
+def _charts(
+    prefix: str,
+    src: logdata.LogSource,
+    key: tuple,
+    filtered: pd.DataFrame,
+    rates: Callable[[], pd.DataFrame],
+) -> None:
     if filtered.empty:
         return
     with st.expander("Charts", expanded=True):
@@ -289,17 +313,20 @@ def _charts(prefix: str, src: logdata.LogSource, key: tuple, filtered: pd.DataFr
         left, middle, right = st.columns(3)
         with left:
             st.markdown("**Events per hour, by outcome**")
-            data = src.memo(("per_hour", key), lambda _df: logtable.events_per_hour(filtered), CHART_AGE)
+            data = src.memo(("per_hour", key), lambda _df: logstats.events_per_hour(filtered), CHART_AGE)
             charts.events_per_hour(data, key=f"{prefix}_chart_hour")
         with middle:
             st.markdown("**Failure rate per class**")
-            data = src.memo(
-                ("fail_rate", key), lambda _df: logtable.failure_rate_by_class(filtered), CHART_AGE
+            charts.failure_rate(rates(), key=f"{prefix}_chart_rate")
+            st.caption(
+                "Of every attempt that ended, in the main log, for the class, job and time range "
+                "chosen; the level, event and search filters leave it as it is."
             )
-            charts.failure_rate(data, key=f"{prefix}_chart_rate")
         with right:
             st.markdown("**Durations**")
             data = src.memo(
-                ("durations", key), lambda _df: charts.duration_bins(logtable.durations(filtered)), CHART_AGE
+                ("durations", key),
+                lambda _df: logstats.duration_bins(logstats.durations(filtered)),
+                CHART_AGE,
             )
             charts.durations(data, key=f"{prefix}_chart_dur")
