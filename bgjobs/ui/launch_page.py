@@ -1,5 +1,9 @@
 """Launch: a form generated from the allowlist (api.catalog()). A refused
-launch shows its error at the field that was wrong, and creates nothing."""
+launch shows its error at the field that was wrong, and creates nothing.
+
+The form turns each widget into the text job-run would take for it and hands
+those texts to api.submit, so bgjobs.params coerces them exactly as it does
+job-run's; the job-run line it shows is that same launch."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ KIND_HELP = {
     "str": "Text.",
     "list": "A JSON list, e.g. [1, 2].",
     "dict": 'A JSON object, e.g. {"key": 1}.',
-    "any": "No type annotation: JSON if it parses (5, true, [1]), otherwise the text as typed.",
+    "any": "No type annotation: the method gets the text as typed (5 is the text '5').",
 }
 
 
@@ -141,47 +145,60 @@ def _form(cfg: Config, class_path: str, method: str, params: list[dict], errors:
 
 
 def _param_input(key: str, p: dict) -> None:
-    kind, default, name = p["kind"], p["default"], p["name"]
+    kind, name = p["kind"], p["name"]
     label = f"{name} *" if p["required"] else name
     help_text = KIND_HELP.get(kind, "")
+    initial = _initial(p)
     if p["varargs"]:
         st.text_area(
-            f"*{name}", value="[]", key=key, height=68, help="Extra positional params, as a JSON list."
+            f"*{name}",
+            value=initial,
+            key=key,
+            height=68,
+            help="Extra positional params, one per line, each as you would write it after --params=.",
         )
     elif kind == "bool":
-        st.checkbox(label, value=bool(default), key=key, help=help_text)
-    elif kind == "int":
+        st.checkbox(label, value=initial, key=key, help=help_text)
+    elif kind in ("int", "float"):
         st.number_input(
             label,
-            value=default if isinstance(default, int) else None,
-            step=1,
-            key=key,
-            help=help_text,
-            placeholder="required" if p["required"] else None,
-        )
-    elif kind == "float":
-        value = float(default) if isinstance(default, (int, float)) else None
-        st.number_input(
-            label,
-            value=value,
-            step=1.0,
-            format="%g",
+            value=initial,
+            step=1 if kind == "int" else 1.0,
+            format=None if kind == "int" else "%g",
             key=key,
             help=help_text,
             placeholder="required" if p["required"] else None,
         )
     elif kind in ("list", "dict"):
-        st.text_area(
-            label,
-            value="" if default is None else json.dumps(default),
-            key=key,
-            height=68,
-            help=help_text,
-            placeholder="JSON",
-        )
+        st.text_area(label, value=initial, key=key, height=68, help=help_text, placeholder="JSON")
     else:
-        shown = default if isinstance(default, str) or default is None else json.dumps(default)
-        st.text_input(label, value=shown or "", key=key, help=help_text)
+        st.text_input(label, value=initial, key=key, help=help_text)
+
+
+def _initial(p: dict):
+    """What param `p`'s widget shows at first: its default, in the widget's terms."""
+    kind, default = p["kind"], p["default"]
+    if p["varargs"]:
+        return ""
+    if kind == "bool":
+        return bool(default)
+    number = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if kind == "int":
+        return default if number and isinstance(default, int) else None
+    if kind == "float":
+        return float(default) if number else None
+    return "" if default is None else _default_text(p)
+
+
+def _default_text(p: dict) -> str:
+    """Param `p`'s default as text a shell would pass for it."""
+    default = p["default"]
+    if isinstance(default, str):
+        return default
+    try:
+        return json.dumps(default)
+    except (TypeError, ValueError):  # a default JSON cannot hold (a set, an object)
+        return str(default)
 
 
 def _field_error(errors: dict, field: str) -> None:
@@ -203,14 +220,14 @@ def _errors_for(class_path: str, method: str) -> dict:
 def _launch(cfg: Config, class_path: str, method: str, params: list[dict]) -> None:
     state = st.session_state
     st.session_state.pop(_RESULT, None)
-    values, errors = collect_params(params, lambda name: state.get(_key(class_path, method, name)))
+    texts, errors = collect_params(params, lambda name: state.get(_key(class_path, method, name)))
     options = _options(cfg, class_path, lambda name: state.get(_key(class_path, method, name)))
     if errors:
         state[_ERRORS] = {"form": (class_path, method), "fields": errors}
         return
     try:
         job = api.submit(
-            class_path, method, values, config=cfg, source=common.SOURCE, user=common.viewer().name, **options
+            class_path, method, texts, config=cfg, source=common.SOURCE, user=common.viewer().name, **options
         )
     except RejectedError as exc:
         state[_ERRORS] = {"form": (class_path, method), "fields": {exc.field or _GENERAL: str(exc)}}
@@ -219,84 +236,70 @@ def _launch(cfg: Config, class_path: str, method: str, params: list[dict]) -> No
         state[_ERRORS] = {"form": (class_path, method), "fields": {_GENERAL: str(exc)}}
         return
     state.pop(_ERRORS, None)
-    state[_RESULT] = {"id": job.id, "name": job.name, "cli": _cli(job.class_path, method, values, options)}
+    state[_RESULT] = {
+        "id": job.id,
+        "name": job.name,
+        "cli": command_line(job.class_path, method, texts, options),
+    }
 
 
-def collect_params(params: list[dict], value_of) -> tuple[list, dict[str, str]]:
-    """Form values -> the positional params to pass, and errors by field name.
-    Trailing params left at their defaults are not passed, so the method's own
-    defaults apply (a default of None need not fit the annotation)."""
-    values, defaulted, errors = [], [], {}
-    extra: list = []
+def collect_params(params: list[dict], value_of) -> tuple[list[str], dict[str, str]]:
+    """The form's values -> the params as text, one per param as `job-run
+    --params=TEXT` takes them, and errors by field name. The form parses no
+    value: bgjobs.params coerces these texts for the form as it does for
+    job-run, so both store the same params. Trailing params left at their
+    defaults are not passed, so the method's own defaults apply (a default of
+    None need not fit the annotation)."""
+    texts, defaulted, errors = [], [], {}
+    extra: list[str] = []
     for p in params:
-        raw = value_of(p["name"])
-        try:
-            if p["varargs"]:
-                extra = _json(raw or "[]", "a JSON list")
-                if not isinstance(extra, list):
-                    raise ValueError("must be a JSON list, e.g. [1, 2]")
-                continue
-            value = _convert(p, raw)
-        except ValueError as exc:
-            errors[p["name"]] = f"param {p['name']} {exc}"  # worded as the library's refusals
+        value = value_of(p["name"])
+        if p["varargs"]:
+            extra = str(value or "").splitlines()
             continue
-        values.append(value)
-        defaulted.append(not p["required"] and _same(value, p["default"]))
+        if value is None and p["required"]:  # an empty number box
+            errors[p["name"]] = f"param {p['name']} needs a value"  # worded as the library's refusals
+            continue
+        texts.append(_text(p, value))
+        defaulted.append(_untouched(p, value))
     if not extra:
-        while values and defaulted and defaulted[-1]:
-            values.pop()
+        while texts and defaulted and defaulted[-1]:
+            texts.pop()
             defaulted.pop()
-    return values + extra, errors
+    return texts + extra, errors
 
 
-def _convert(p: dict, raw):
-    kind = p["kind"]
-    if kind == "bool":
-        return bool(raw)
-    if kind in ("int", "float"):
-        if raw is None:
-            if p["required"]:
-                raise ValueError("needs a value")
-            return p["default"]
-        return int(raw) if kind == "int" else float(raw)
-    text = "" if raw is None else str(raw)
-    if kind in ("list", "dict"):
-        if not text.strip():
-            if p["required"]:
-                raise ValueError(f"needs a JSON {kind}")
-            return p["default"]
-        return _json(text, f"a JSON {kind}")
-    if kind == "any":
-        if not text.strip() and not p["required"]:
-            return p["default"]
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    return text
+def _untouched(p: dict, value) -> bool:
+    """True if optional param `p`'s widget still shows its default (or a number
+    box was emptied): the param means its default."""
+    return not p["required"] and (value is None or value == _initial(p))
 
 
-def _json(text: str, what: str):
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"is not valid JSON ({exc.msg}); enter {what}") from None
+def _text(p: dict, value) -> str:
+    """A widget's value as the text a shell would pass for it."""
+    if p["kind"] == "bool":
+        return "true" if value else "false"
+    if _untouched(p, value):
+        return _default_text(p)
+    if isinstance(value, float):
+        return _number(value)
+    return str(value)
 
 
-def _same(value, default) -> bool:
-    return (
-        type(value) is type(default)
-        and value == default
-        or (isinstance(value, float) and isinstance(default, int) and value == default)
-    )
+def _number(value: float) -> str:
+    """A float as short text that reads back as the same float."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
 
 
 def _options(cfg: Config, class_path: str, value_of) -> dict:
-    """Priority and delay always; retries and timeout only when changed."""
+    """The launch options the form sets: each only where it differs from the
+    class's policy in config.yaml (which job-run applies too when it is left out)."""
     policy = cfg.policy_for(class_path)
-    options = {
-        "priority": int(value_of("@priority") if value_of("@priority") is not None else policy.priority)
-    }
+    options = {}
+    priority = value_of("@priority")
+    if priority is not None and priority != policy.priority:
+        options["priority"] = int(priority)
     delay = value_of("@delay") or 0.0
     if delay > 0:
         options["delay"] = float(delay)
@@ -309,18 +312,12 @@ def _options(cfg: Config, class_path: str, value_of) -> dict:
     return options
 
 
-def _cli(class_path: str, method: str, values: list, options: dict) -> str:
-    words = ["job-run", class_path, method]
-    for v in values:
-        words.append("--params=" + (v if isinstance(v, str) else json.dumps(v)))
+def command_line(class_path: str, method: str, texts: list[str], options: dict) -> str:
+    """The job-run command line that makes the same launch: the same texts go to
+    the same params rule, each word quoted for a POSIX shell (shlex.quote)."""
+    words = ["job-run", class_path, method, *(f"--params={text}" for text in texts)]
     for name, value in options.items():
-        if name == "priority" and value == 0:
-            continue
-        words.append(
-            f"--{name.replace('_', '-')}={value:g}"
-            if isinstance(value, float)
-            else f"--{name.replace('_', '-')}={value}"
-        )
+        words.append(f"--{name.replace('_', '-')}={_number(value) if isinstance(value, float) else value}")
     return shlex.join(words)
 
 
