@@ -116,7 +116,6 @@ class Job(NamedTuple):
         member (Status.read), and a number column that holds no number None.
         `defect` says what makes such a row one that cannot run."""
         d = dict(row)
-        d["class_path"] = d.pop("class")
         d["params"] = _params(d["params"])
         d["status"] = Status.read(d["status"])
         for name in _NUMBERS:

@@ -37,11 +37,13 @@ def driver():
     return sqlite3
 
 
-# Waiting jobs (job.WAITING), as the partial indexes below name them. A query uses such an
-# index only if its WHERE clause holds this very term, so every query for
-# waiting jobs spells it this way (and names the index, so a plan that does
-# not use it is an error rather than a slow scan).
-WAITING_SQL = "status IN ('queued', 'retrying')"
+# Waiting jobs (job.WAITING) and running ones, as the partial indexes below name them. A
+# query uses such an index only if its WHERE clause holds this very term, so every query
+# for them spells it this way (and names the index, so a plan that does not use it is an
+# error rather than a slow scan). The terms hold literals, not parameters, for the same
+# reason; they are spelled from Status so that the two cannot drift apart.
+WAITING_SQL = f"status IN ('{Status.QUEUED.value}', '{Status.RETRYING.value}')"
+RUNNING_SQL = f"status = '{Status.RUNNING.value}'"
 
 # Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: list[list[str]] = [
@@ -88,10 +90,12 @@ MIGRATIONS: list[list[str]] = [
     [  # the claim, next_due and the per-class count read only the rows they need
         f"CREATE INDEX jobs_waiting ON jobs (priority, created_at, id) WHERE {WAITING_SQL}",
         f"CREATE INDEX jobs_waiting_run_after ON jobs (run_after) WHERE {WAITING_SQL}",
-        "CREATE INDEX jobs_running ON jobs (class) WHERE status = 'running'",
+        f"CREATE INDEX jobs_running ON jobs (class) WHERE {RUNNING_SQL}",
     ],
     # 3: why a job's output was lost (a full disk, a file size limit), if it was.
     ["ALTER TABLE jobs ADD COLUMN output_error TEXT"],
+    # 4: the column is named as Job names it. SQLite renames it in jobs_running too.
+    ["ALTER TABLE jobs RENAME COLUMN class TO class_path"],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _ACTIVE = tuple(s.value for s in ACTIVE)
@@ -312,7 +316,7 @@ class Store:
             where.append(f"status IN ({_placeholders(statuses)})")
             args.extend(statuses)
         if class_path:
-            where.append("class = ?")
+            where.append("class_path = ?")
             args.append(class_path)
         if since is not None:
             where.append("created_at >= ?")
@@ -321,7 +325,7 @@ class Store:
             where.append("created_at <= ?")
             args.append(until)
         if text:
-            where.append("(class || '.' || method || ' ' || params || ' ' || IFNULL(error, '')) LIKE ?")
+            where.append("(class_path || '.' || method || ' ' || params || ' ' || IFNULL(error, '')) LIKE ?")
             args.append(f"%{text}%")
         sql = "SELECT * FROM jobs"
         if where:
@@ -377,10 +381,13 @@ class Store:
 
     @_translated
     def insert(self, *, on_insert: Callable[[int], object] | None = None, **values) -> Job:
-        """queued: a new row. `values` hold the validated spec and its policy.
-        `on_insert(id)` is called with the new row's id before it is committed."""
+        """queued: a new row. `values` hold the validated spec (class_path,
+        method, params) and its policy. `on_insert(id)` is called with the new
+        row's id before it is committed."""
         now = time.time()
         values = dict(values)
+        if "class" in values:  # the column's name before schema 4, from a caller not yet moved
+            values["class_path"] = values.pop("class")
         values["params"] = json.dumps(list(values["params"]))
         values.setdefault("run_after", now)
         values.update(status=Status.QUEUED.value, created_at=now, updated_at=now)
@@ -417,7 +424,8 @@ class Store:
         with self._tx() as conn:
             per_class = dict(
                 conn.execute(
-                    "SELECT class, COUNT(*) FROM jobs INDEXED BY jobs_running WHERE status = 'running' GROUP BY class"
+                    f"SELECT class_path, COUNT(*) FROM jobs INDEXED BY jobs_running WHERE {RUNNING_SQL} "
+                    "GROUP BY class_path"
                 ).fetchall()
             )
             free = max_running - sum(per_class.values())
@@ -427,7 +435,7 @@ class Store:
             while free > 0 and refusals_left > 0:
                 sql, args = _CLAIM, [now]
                 if full:
-                    sql += f" AND class NOT IN ({_placeholders(full)})"
+                    sql += f" AND class_path NOT IN ({_placeholders(full)})"
                     args.extend(full)
                 if after is not None:
                     sql += f" AND ({_CLAIM_ORDER}) > (?, ?, ?)"
@@ -436,7 +444,7 @@ class Store:
                 if not rows:
                     break
                 for row in rows:
-                    class_path = row["class"]
+                    class_path = row["class_path"]
                     if class_path in full:  # it reached its limit in this batch
                         continue
                     job = Job.from_row(row)  # only for a row it may take
@@ -474,7 +482,7 @@ class Store:
                 "UPDATE jobs SET attempt = attempt + 1, runner_pid = ?, runner_start = ?, "
                 "pid = NULL, pid_start = NULL, started_at = IFNULL(started_at, ?), "
                 "updated_at = ?, progress = NULL, progress_message = NULL "
-                "WHERE id = ? AND status = 'running'",
+                f"WHERE id = ? AND {RUNNING_SQL}",
                 (runner_pid, runner_start, now, now, job_id),
             )
             return self._get(conn, job_id) if cur.rowcount else None
@@ -483,7 +491,7 @@ class Store:
     def set_attempt_process(self, job_id: int, pid: int, pid_start: int | None) -> None:
         with self._tx() as conn:
             conn.execute(
-                "UPDATE jobs SET pid = ?, pid_start = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+                f"UPDATE jobs SET pid = ?, pid_start = ?, updated_at = ? WHERE id = ? AND {RUNNING_SQL}",
                 (pid, pid_start, time.time(), job_id),
             )
 
@@ -539,7 +547,7 @@ class Store:
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET cancel_requested_at = ?, cancel_source = ?, cancel_user = ?, "
-                "cancel_grace = ?, updated_at = ? WHERE id = ? AND status = 'running' "
+                f"cancel_grace = ?, updated_at = ? WHERE id = ? AND {RUNNING_SQL} "
                 "AND cancel_requested_at IS NULL",
                 (now, source, user, grace, now, job_id),
             )
@@ -568,7 +576,7 @@ class Store:
         with self._tx() as conn:
             conn.execute(
                 "UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? "
-                "WHERE id = ? AND status = 'running'",
+                f"WHERE id = ? AND {RUNNING_SQL}",
                 (fraction, message, time.time(), job_id),
             )
 
@@ -596,10 +604,10 @@ class Store:
 def _take(conn: sqlite3.Connection, job: Job, now: float) -> Job:
     """queued/retrying -> running, for a job claim_due took; the job as it is now."""
     conn.execute(
-        "UPDATE jobs SET status = 'running', updated_at = ?, pid = NULL, "
+        "UPDATE jobs SET status = ?, updated_at = ?, pid = NULL, "
         "pid_start = NULL, runner_pid = NULL, runner_start = NULL "
         "WHERE id = ? AND status = ?",
-        (now, job.id, job.status.value),
+        (Status.RUNNING.value, now, job.id, job.status.value),
     )
     return job._replace(
         status=Status.RUNNING, updated_at=now, pid=None, pid_start=None, runner_pid=None, runner_start=None
@@ -609,8 +617,15 @@ def _take(conn: sqlite3.Connection, job: Job, now: float) -> Job:
 def _fail_unreadable(conn: sqlite3.Connection, job: Job, now: float) -> None:
     """queued/retrying -> failed, for a due row that cannot run as it stands."""
     conn.execute(
-        "UPDATE jobs SET status = 'failed', finished_at = ?, updated_at = ?, error = ? WHERE id = ? AND status = ?",
-        (now, now, f"not run: its row is unreadable ({job.defect})", job.id, job.status.value),
+        "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ?, error = ? WHERE id = ? AND status = ?",
+        (
+            Status.FAILED.value,
+            now,
+            now,
+            f"not run: its row is unreadable ({job.defect})",
+            job.id,
+            job.status.value,
+        ),
     )
 
 

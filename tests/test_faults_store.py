@@ -27,7 +27,7 @@ PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 def _values(**overrides) -> dict:
     values = {
-        "class": "testjobs.tasks.Tasks",
+        "class_path": "testjobs.tasks.Tasks",
         "method": "sleep",
         "params": [0],
         "priority": 0,
@@ -280,11 +280,11 @@ def test_a_new_store_starts_ids_above_those_its_outputs_and_logs_used(tmp_path):
 
 def test_a_backlog_of_a_class_at_its_limit_never_blocks_another_class(tmp_path):
     store = Store(tmp_path / "jobs.sqlite3")
-    store.insert(**_values(**{"class": "a.A"}))
+    store.insert(**_values(class_path="a.A"))
     assert len(store.claim_due(max_running=4, class_limits={"a.A": 1}, accept=lambda job: True)) == 1
     for _ in range(200):  # far more than any window the claim once read
-        store.insert(**_values(**{"class": "a.A"}))
-    b = store.insert(**_values(**{"class": "b.B"}))
+        store.insert(**_values(class_path="a.A"))
+    b = store.insert(**_values(class_path="b.B"))
     offered = []
 
     def accept(job):
@@ -299,9 +299,9 @@ def test_a_backlog_of_a_class_at_its_limit_never_blocks_another_class(tmp_path):
 
 def test_a_class_that_fills_up_during_the_claim_leaves_room_for_others(tmp_path):
     store = Store(tmp_path / "jobs.sqlite3")
-    a_ids = [store.insert(**_values(**{"class": "a.A"})).id for _ in range(150)]
-    b = store.insert(**_values(**{"class": "b.B"}))
-    c = store.insert(**_values(**{"class": "c.C"}, priority=5))
+    a_ids = [store.insert(**_values(class_path="a.A")).id for _ in range(150)]
+    b = store.insert(**_values(class_path="b.B"))
+    c = store.insert(**_values(class_path="c.C", priority=5))
     claimed = store.claim_due(max_running=5, class_limits={"a.A": 2}, accept=lambda job: True)
     assert [job.id for job, _ in claimed] == [a_ids[0], a_ids[1], b.id, c.id]
     store.close()
@@ -343,7 +343,7 @@ def _plans(store: Store, calls) -> dict[str, list[str]]:
 def test_claim_next_due_and_has_waiting_read_only_indexes(tmp_path):
     store = Store(tmp_path / "jobs.sqlite3")
     for i in range(50):
-        store.insert(**_values(**{"class": f"c{i % 3}.C"}, priority=i % 4))
+        store.insert(**_values(class_path=f"c{i % 3}.C", priority=i % 4))
     store.claim_due(max_running=3, class_limits={"c0.C": 1}, accept=lambda job: True)
     plans = _plans(
         store,
@@ -439,7 +439,7 @@ def test_rows_no_bgjobs_would_write_never_break_job_status(project):
     now = time.time()
     conn = sqlite3.connect(db)
     columns = (
-        "class, method, params, status, priority, attempt, max_attempts, retry_delay, retry_backoff, "
+        "class_path, method, params, status, priority, attempt, max_attempts, retry_delay, retry_backoff, "
         "cancel_grace, run_after, created_at, updated_at, started_at, finished_at, progress, timeout"
     )
     good = ("testjobs.tasks.Tasks", "sleep", "[0]")
@@ -573,7 +573,7 @@ def test_iso_and_from_row_never_raise():
     for ts in (1e300, -1e300, float("inf"), float("-inf"), float("nan"), "yesterday", b"\x00"):
         assert iso(ts) is None
     assert iso(0.0) == "1970-01-01T00:00:00.000Z"
-    row = dict.fromkeys(("class", *Job._fields[2:]), None)
+    row = dict.fromkeys(Job._fields, None)
     row.update(id=1, params="nope", status=None)
     job = Job.from_row(row)
     assert job.params == ("<unreadable params: nope>",) and job.params.text == "nope"

@@ -27,7 +27,6 @@ def _insert(store: Store, **overrides):
         cancel_grace=1.0,
     )
     values.update(overrides)
-    values["class"] = values.pop("class_path")
     return store.insert(**values)
 
 
@@ -115,3 +114,40 @@ def test_racing_writers_cannot_both_win(store, tmp_path):
     results = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert results.count("won") == 1, results
     assert results.count("lost") == 11
+
+
+def test_a_schema_3_store_is_migrated_to_class_path(tmp_path):
+    """Schema 4 renames the column `class` to `class_path`, as Job names it; the
+    partial index on running jobs follows the rename and is still used."""
+    from bgjobs.store import MIGRATIONS
+
+    path = tmp_path / "jobs.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:3]:
+        for ddl in step:
+            old.execute(ddl)
+    old.execute("PRAGMA user_version = 3")
+    columns = "class, method, params, status, max_attempts, retry_delay, retry_backoff, cancel_grace"
+    for status in ("running", "queued", "queued"):
+        old.execute(
+            f"INSERT INTO jobs ({columns}, run_after, created_at, updated_at) "
+            "VALUES ('a.A', 'run', '[1]', ?, 1, 0, 1, 1, 0, 0, 0)",
+            (status,),
+        )
+    old.close()
+
+    store = Store(path)
+    assert store.get(1).class_path == "a.A" and store.get(1).to_dict()["class"] == "a.A"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    names = [row[1] for row in conn.execute("PRAGMA table_info(jobs)")]
+    assert "class_path" in names and "class" not in names
+    (index,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs_running'").fetchone()
+    assert index == "CREATE INDEX jobs_running ON jobs (class_path) WHERE status = 'running'"
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+    # The running a.A job fills its class's one slot: nothing more of a.A is claimed.
+    assert store.claim_due(max_running=5, class_limits={"a.A": 1}, accept=lambda job: True) == []
+    assert [j.id for j in store.list_jobs(class_path="a.A")] == [3, 2, 1]
+    assert [j.id for j in store.list_jobs(text="A.run")] == [3, 2, 1]
+    store.close()
