@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from ..job import Job, iso
+from ..job import Job, Status, iso
 from . import null_for_closed_streams
 from .common import Command, exit_now, positive_int, print_json, printable, run
 
-STATUS_CHOICES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
+STATUS_CHOICES = tuple(s.value for s in Status)
 
 
 def build_parser() -> Command:

@@ -12,7 +12,7 @@ import streamlit as st
 from bgjobs import api
 from bgjobs.config import Config
 from bgjobs.errors import BgjobsError, NoSuchJob
-from bgjobs.job import Job
+from bgjobs.job import Job, Status
 from bgjobs.output import CUT_MARK
 from bgjobs.ui import common
 
@@ -98,7 +98,7 @@ def _header(job: Job) -> None:
     with st.container(horizontal=True, vertical_alignment="center"):
         st.subheader(f"Job {job.id} · {job.name}", anchor=False, width="content")
         common.status_badge(job.status)
-    if job.status.value == "running":
+    if job.status is Status.RUNNING:
         fraction = min(max(job.progress or 0.0, 0.0), 1.0)
         label = job.progress_message or ("working" if job.progress is None else f"{fraction:.0%}")
         st.progress(fraction, text=label)
@@ -197,7 +197,7 @@ def _retry(cfg: Config, job_id: int) -> None:
 def _attempt(job: Job) -> str:
     """The attempt number; a job claimed by its runner, whose attempt has not
     started yet (for a moment after a launch or a retry), is `1 (starting)`."""
-    if job.status.value == "running" and job.started_at is None:
+    if job.status is Status.RUNNING and job.started_at is None:
         return f"{job.attempt + 1} (starting)"
     return str(job.attempt)
 
@@ -292,7 +292,7 @@ def _failures(job: Job, records: pd.DataFrame | None) -> None:
                     )
                 st.code(str(row["traceback"]), language="python")
     if not shown:
-        if job.error and job.status.value in ("failed", "retrying"):
+        if job.error and job.status in (Status.FAILED, Status.RETRYING):
             st.markdown(f"**{common.md(job.exception or 'Error')}:** {common.md(job.error)}")
             st.caption("No traceback was logged for this failure.")
         else:

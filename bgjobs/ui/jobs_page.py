@@ -91,18 +91,18 @@ def _live_view(cfg: Config, filters: dict) -> None:
 
 
 def _metrics(counts: dict[str, int]) -> None:
-    retrying = counts.get("retrying", 0)
+    retrying = counts.get(Status.RETRYING, 0)
     cols = st.columns(4)
-    cols[0].metric("Running", counts.get("running", 0), border=True)
+    cols[0].metric("Running", counts.get(Status.RUNNING, 0), border=True)
     cols[1].metric(
         "Queued",
-        counts.get("queued", 0) + retrying,
+        counts.get(Status.QUEUED, 0) + retrying,
         border=True,
         help=f"Waiting for a free slot or their start time; {retrying} of them "
         "wait to retry after a failed attempt.",
     )
-    cols[2].metric("Failed (24 h)", counts.get("failed", 0), border=True)
-    cols[3].metric("Succeeded (24 h)", counts.get("succeeded", 0), border=True)
+    cols[2].metric("Failed (24 h)", counts.get(Status.FAILED, 0), border=True)
+    cols[3].metric("Succeeded (24 h)", counts.get(Status.SUCCEEDED, 0), border=True)
 
 
 def jobs_frame(jobs: list[Job], now: float | None = None) -> pd.DataFrame:
