@@ -227,11 +227,11 @@ class BenchProject:
         optionally only those whose command line contains `what`."""
         import psutil
 
-        from bgjobs import spawner
+        from bgjobs import spare
 
         # This process's warm spare (the API keeps one booted for its next
         # launch) is idle: it belongs to the caller, not to the project's work.
-        ours = {os.getpid(), spawner.warm_spare_pid()}
+        ours = {os.getpid(), spare.warm_spare_pid()}
         found = []
         for proc in psutil.process_iter(["pid", "cwd", "status", "cmdline"]):
             try:
@@ -264,7 +264,7 @@ class BenchProject:
         for proc in self.processes():
             try:
                 proc.send_signal(signal.SIGKILL)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a benchmark reports what failed and goes on
                 pass
         if self._saved_environ is not None:
             os.environ.clear()
@@ -284,7 +284,7 @@ class BenchProject:
 def _cmdline(proc) -> list[str]:
     try:
         return proc.cmdline()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a benchmark reports what failed and goes on
         return []
 
 

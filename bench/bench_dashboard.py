@@ -97,7 +97,7 @@ def seed_jobs(root: Path, n: int) -> None:
     conn = sqlite3.connect(cfg.db_path)
     with conn:
         conn.executemany(
-            "INSERT INTO jobs (class, method, params, status, priority, attempt, max_attempts, "
+            "INSERT INTO jobs (class_path, method, params, status, priority, attempt, max_attempts, "
             "retry_delay, retry_backoff, cancel_grace, run_after, created_at, started_at, finished_at, "
             "updated_at, exception, error, progress, source, user) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

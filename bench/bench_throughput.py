@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     CPUS,
     PY,
     BenchProject,
@@ -113,14 +113,14 @@ class Ours:
         """N jobs queued first (no dispatch), then released with one dispatch:
         the runners can chain through a full queue. Timed from the release."""
         from bgjobs import launcher
-        from bgjobs.runtime import open_runtime
+        from bgjobs.wiring import wire
 
         api, cfg = self.api, self.proj.config_path
         first = api.submit("jobs.noop.Noop", "run", config=cfg, dispatch_now=False).id
         for _ in range(n - 1):
             api.submit("jobs.noop.Noop", "run", config=cfg, dispatch_now=False)
         t0 = time.perf_counter()
-        launcher.dispatch(open_runtime(cfg))
+        launcher.dispatch(wire(cfg))
         rate = self._finish(n, t0)
         self.runners_queued.append(self.runner_count(first))
         return rate
@@ -262,7 +262,7 @@ class RQPeer(_RedisPeer):
 def _ping(conn) -> bool:
     try:
         return bool(conn.ping())
-    except Exception:
+    except Exception:  # noqa: BLE001 - a benchmark reports what failed and goes on
         return False
 
 
@@ -345,7 +345,7 @@ class CeleryPeer(_RedisPeer):
         try:
             if self.app is not None:
                 self.app.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a benchmark reports what failed and goes on
             pass
         super().close()
 
@@ -465,7 +465,7 @@ class TspPeer:
     def close(self) -> None:
         try:
             subprocess.run([self.bin, "-K"], env=self.env, capture_output=True, timeout=10)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a benchmark reports what failed and goes on
             pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -533,7 +533,7 @@ def main() -> int:
                     continue
                 try:
                     peer = peer_cls(proj)
-                except Exception as exc:  # a peer that will not start is skipped, not fatal
+                except Exception as exc:  # noqa: BLE001 - a peer that will not start is skipped, not fatal
                     notes.append(f"{peer_cls.name} skipped: it did not start: {exc}")
                     continue
                 peers.append(peer)

@@ -69,7 +69,7 @@ def resolve_class(config: Config, class_path: str) -> type:
     try:
         __import__(module_name)  # importlib.import_module, without importing importlib (and warnings)
         module = sys.modules[module_name]
-    except Exception as exc:  # a broken job module is the user's to fix
+    except Exception as exc:  # noqa: BLE001 - a broken job module is the user's to fix
         raise RejectedError(
             f"cannot import module {module_name} for {class_path}: {type(exc).__name__}: {exc}",
             field="class",

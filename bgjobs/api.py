@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import time
 
-from . import launcher, limits
+from . import launcher, limits, spare
 from .config import Config
 from .errors import NoSuchJob, WaitTimeout
 from .job import Job
-from .runtime import open_runtime
+from .wiring import wire
 
 _ConfigArg = Config | str | os.PathLike | None
 
@@ -28,7 +28,10 @@ def run_background_job(job, method: str, *params, config: _ConfigArg = None, **o
 def submit(job, method: str, params=(), *, config: _ConfigArg = None, **options) -> Job:
     """Like run_background_job, but returns the new Job snapshot."""
     options.setdefault("source", "api")
-    return launcher.submit(open_runtime(config), job, method, params, warm_spare=True, **options)
+    rt = wire(config)
+    row = launcher.insert_job(rt, launcher.prepare(rt, job, method, params, **options))
+    spare.dispatch(rt)  # through this process's warm spare, if it has one
+    return row
 
 
 def cancel_job(
@@ -44,12 +47,15 @@ def cancel_job(
     AlreadyFinal or CancelInProgress. See bgjobs.cancel."""
     from .cancel import cancel
 
-    return cancel(open_runtime(config), int(job_id), grace=grace, source=source, user=user, wait=wait)
+    rt = wire(config)
+    result = cancel(rt, int(job_id), grace=grace, source=source, user=user, wait=wait)
+    launcher.dispatch(rt)  # the slot it freed, if any, goes to the next job
+    return result
 
 
 def get_job(job_id: int, *, config: _ConfigArg = None, refresh: bool = True) -> Job:
     """The job's current row (after a dispatch, so lost runners are settled)."""
-    rt = open_runtime(config)
+    rt = wire(config)
     if refresh:
         launcher.dispatch(rt)
     job = rt.store.get(int(job_id))
@@ -63,7 +69,7 @@ def list_jobs(*, config: _ConfigArg = None, refresh: bool = True, **filters) -> 
     since, until, text, limit)."""
     if filters.get("limit") is not None:
         filters["limit"] = limits.whole("limit", filters["limit"], 1, 10**6)
-    rt = open_runtime(config)
+    rt = wire(config)
     if refresh:
         launcher.dispatch(rt)
     return rt.store.list_jobs(**filters)
@@ -71,7 +77,7 @@ def list_jobs(*, config: _ConfigArg = None, refresh: bool = True, **filters) -> 
 
 def wait_for(job_id: int, *, timeout: float | None = None, config: _ConfigArg = None) -> Job:
     """Block until the job is final; returns it. Raises WaitTimeout."""
-    rt = open_runtime(config)
+    rt = wire(config)
     deadline = None if timeout is None else time.monotonic() + timeout
     pause, last_dispatch = 0.002, time.monotonic()
     while True:
@@ -96,17 +102,17 @@ def wait_for(job_id: int, *, timeout: float | None = None, config: _ConfigArg = 
 def job_counts(*, config: _ConfigArg = None, since: float | None = None) -> dict[str, int]:
     """Jobs per status. With `since` (epoch seconds), only jobs finished since then
     or not finished yet."""
-    return open_runtime(config).store.counts(since=since)
+    return wire(config).store.counts(since=since)
 
 
 def retry_job(job_id: int, *, source: str = "api", user: str | None = None, config: _ConfigArg = None) -> Job:
     """Launch a new job with the same class, method, params, priority, retries,
     retry delay and timeout as job `job_id` (re-validated against today's allowlist)."""
-    rt = open_runtime(config)
+    rt = wire(config)
     old = rt.store.get(int(job_id))
     if old is None:
         raise NoSuchJob(job_id)
-    return launcher.submit(
+    launch = launcher.prepare(
         rt,
         old.class_path,
         old.method,
@@ -118,13 +124,15 @@ def retry_job(job_id: int, *, source: str = "api", user: str | None = None, conf
         source=source,
         user=user,
         retry_of=old.id,
-        warm_spare=True,
     )
+    row = launcher.insert_job(rt, launch)
+    spare.dispatch(rt)
+    return row
 
 
 def output_tail(job_id: int, *, max_bytes: int = 64 * 1024, config: _ConfigArg = None) -> str:
     """The last `max_bytes` of the job's stdout/stderr file ('' if none yet)."""
-    path = open_runtime(config).config.output_path(int(job_id))
+    path = wire(config).config.output_path(int(job_id))
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -145,5 +153,5 @@ def catalog(*, config: _ConfigArg = None) -> list[dict]:
     A class that fails to import is listed with an `error`."""
     from . import allowlist
 
-    rt = open_runtime(config)
+    rt = wire(config)
     return allowlist.describe(rt.config)

@@ -1,21 +1,24 @@
-"""Cancel a job: at once if it waits, by signal through its runner if it runs.
+"""Cancel a job: at once if it waits; if it runs, flag, then signal, then wait.
 
-The runner of a running job is identified by (pid, start time) and signalled
-through a pidfd, so a recycled pid is never hit. The runner forwards SIGTERM
-to the attempt's process group and SIGKILLs it after the grace period.
+The flag is a compare-and-set on the row (one caller wins). The signaller then
+tells the job's runner (on one host, SIGTERM to the verified runner), which
+forwards it to the attempt's process group and SIGKILLs it after the grace
+period. The runner also polls its row, a backstop for a lost signal.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import NamedTuple
 
-from . import lifecycle, procs, recovery
+from . import lifecycle, recovery
 from .errors import AlreadyFinal, CancelInProgress, NoSuchJob
-from .job import Job, Status
+from .job import WAITING, Job, Status
 from .limits import check_grace
-from .runtime import Runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .wiring import Wiring
 
 MARGIN = recovery.STUCK_MARGIN  # seconds past the grace before we stop the attempt ourselves
 
@@ -32,7 +35,7 @@ class CancelResult(NamedTuple):
 
 
 def cancel(
-    rt: Runtime,
+    rt: Wiring,
     job_id: int,
     *,
     grace: float | None = None,
@@ -40,90 +43,82 @@ def cancel(
     user: str | None = None,
     wait: bool = True,
 ) -> CancelResult:
-    """Stop job `job_id` and return its final state.
+    """Stop job `job_id` and return its final state: a waiting job at once; a
+    running one by its cancel flag, then a verified signal to its runner, then
+    a wait for the final state.
 
     Raises NoSuchJob, AlreadyFinal (with the state it ended in), or
     CancelInProgress when another caller's cancel won the race (after that
-    cancel has finished, so its message carries the outcome).
+    cancel has finished, so its message carries the outcome). Filling the
+    slot a cancel frees is the caller's (bgjobs.api dispatches after it).
     """
-    from .launcher import dispatch
-
     t0 = time.monotonic()
     store = rt.store
     grace = None if grace is None else check_grace(grace)
-    recovery.reconcile(rt)
     for _ in range(10):  # a few rounds: the job may change state under us
         job = store.get(job_id)
         if job is None:
             raise NoSuchJob(job_id)
         if job.is_final:
             raise AlreadyFinal(job)
-        if job.status in (Status.QUEUED, Status.RETRYING):
+        if job.status in WAITING:
             done = lifecycle.cancel_waiting(rt, job, source, user)
             if done is None:
                 continue  # it was claimed, or cancelled, meanwhile
-            procs.remove_lock_if_free(rt.lock_path(job_id))  # a retry's lock file outlives its runner
-            dispatch(rt)
+            rt.liveness.forget(job_id)  # a retry's token outlives its first runner
             return CancelResult(done, time.monotonic() - t0)
-        grace = job.cancel_grace if grace is None else float(grace)
-        flagged = lifecycle.request_cancel(rt, job_id, source, user, grace)
+        flagged = lifecycle.request_cancel(
+            rt, job_id, source, user, job.cancel_grace if grace is None else grace
+        )
         if flagged is None:
             job = store.get(job_id)
             if job.status is Status.RUNNING and job.cancel_requested_at is not None:
-                final = _wait_final(rt, job_id, job.cancel_grace + MARGIN) if wait else job
-                raise CancelInProgress(final)
+                raise CancelInProgress(_wait_final(rt, job) if wait else job)
             continue
-        signalled = flagged.runner_pid if _signal_runner(rt, flagged) else None
+        rt.signaller.request_stop(flagged)
         if not wait:
             return CancelResult(flagged, time.monotonic() - t0)
-        final = _wait_final(rt, job_id, grace + MARGIN, resignal=True, signalled_pid=signalled)
-        if not final.is_final:
-            final = _force(rt, final)
-            dispatch(rt)  # the runner did not live to fill its slot
-        return CancelResult(final, time.monotonic() - t0)
+        return CancelResult(_wait_final(rt, flagged), time.monotonic() - t0)
     job = store.get(job_id)
     raise AlreadyFinal(job) if job.is_final else CancelInProgress(job)
 
 
-def _signal_runner(rt: Runtime, job: Job) -> bool:
-    """SIGTERM the job's runner if it is provably still that runner. When the
-    runner is gone (or the pid was reused), reconcile settles the job instead."""
-    if job.runner_pid is None:
-        return False  # claimed, not started: the runner sees the flag on start
-    if procs.signal_verified(job.runner_pid, job.runner_start, signal.SIGTERM, group=False):
-        return True
-    recovery.reconcile(rt)
-    return False
-
-
-def _wait_final(
-    rt: Runtime, job_id: int, limit: float, resignal: bool = False, signalled_pid: int | None = None
-) -> Job:
-    """Poll until job `job_id` is final or `limit` seconds pass. With `resignal`,
-    signal a runner other than `signalled_pid` (already told) once it appears."""
+def _wait_final(rt: Wiring, job: Job) -> Job:
+    """Wait until flagged `job` is final. Its runner stops the attempt and
+    records the cancel; a runner that records itself after the flag is told
+    too. If the runner dies, or misses its grace period (plus MARGIN), the job
+    is settled once: force-stopped if need be, then reconciled."""
     start = time.monotonic()
-    deadline = start + limit
+    deadline = start + job.cancel_grace + MARGIN
+    told = job.runner_pid
     pause = 0.0005
     while True:
-        job = rt.store.get(job_id)
+        job = rt.store.get(job.id)
+        if job.is_final:
+            return job
+        if job.runner_pid and job.runner_pid != told and rt.signaller.request_stop(job):
+            told = job.runner_pid  # it started after our first look
+        runner_gone = job.runner_pid is not None and not rt.signaller.runner_alive(job)
+        if runner_gone or time.monotonic() >= deadline:
+            break
+        time.sleep(pause)
+        # Look often while a prompt stop is likely (a cooperative job is recorded
+        # a few ms after the signal), then less and less.
+        pause = min(pause * 1.2, 0.004 if time.monotonic() - start < 1.0 else 0.05)
+    if not runner_gone:
+        rt.signaller.force_stop(job)
+    return _settle(rt, job)
+
+
+def _settle(rt: Wiring, job: Job) -> Job:
+    """Reconcile `job` once its runner is gone (a killed process frees its
+    token a moment after the kill): it is recorded cancelled."""
+    deadline = time.monotonic() + MARGIN
+    while True:
+        done = recovery.settle(rt, job.id)
+        if done is not None:
+            return done
+        job = rt.store.get(job.id)
         if job.is_final or time.monotonic() >= deadline:
             return job
-        if resignal and job.runner_pid and job.runner_pid != signalled_pid:
-            # The runner recorded itself after our first look: tell it now.
-            if _signal_runner(rt, job):
-                signalled_pid = job.runner_pid
-        if not procs.same_process(job.runner_pid, job.runner_start) and job.runner_pid:
-            recovery.reconcile(rt)
-        time.sleep(pause)
-        # A read of one row is cheap (~0.1 ms): look often while a prompt stop is
-        # likely. A cooperative job is recorded 2 to 4 ms after the signal, and
-        # these looks (at 0.5, 1.1, 1.8, 2.7, 3.7, 5.0 ms) catch that sooner than
-        # a 1 ms start with 1.5 steps (1, 2.5, 4.75 ms).
-        pause = min(pause * 1.2, 0.004 if time.monotonic() - start < 1.0 else 0.05)
-
-
-def _force(rt: Runtime, job: Job) -> Job:
-    """The runner did not finish in grace + margin: kill the attempt group and
-    the runner ourselves, then let reconcile record the cancel."""
-    recovery.force_stop(job)
-    return _wait_final(rt, job.id, MARGIN)
+        time.sleep(0.01)

@@ -80,7 +80,7 @@ def flush_progress() -> None:
     _last_write = time.monotonic()
     try:
         _store.set_progress(_current.id, fraction, message)
-    except Exception:  # progress is advisory; never fail a job over it
+    except Exception:  # noqa: BLE001 - progress is advisory; never fail a job over it
         pass
 
 

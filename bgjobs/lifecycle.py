@@ -21,41 +21,62 @@ from .job import Job, Status, iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .launcher import Launch
+    from .wiring import Wiring
 
 
-def queued(
-    rt: Runtime,
-    values: dict,
-    *,
-    run_after: float,
-    source: str,
-    user: str | None,
-    retry_of: int | None,
-    on_insert=None,
-) -> Job:
-    """A new row, queued. `values` are the checked spec and its policy (as
-    launcher.prepare builds them); `on_insert(id)` runs before the commit."""
+def queued(rt: Wiring, launch: Launch, *, on_insert=None) -> Job:
+    """A new row, queued, for checked `launch` (launcher.prepare); `on_insert(id)`
+    runs before the commit."""
     row = rt.store.insert(
-        **values, run_after=run_after, source=source, user=user, retry_of=retry_of, on_insert=on_insert
+        **launch.values,
+        run_after=launch.run_after,
+        source=launch.source,
+        user=launch.user,
+        retry_of=launch.retry_of,
+        on_insert=on_insert,
     )
-    when = "" if run_after <= time.time() else f", not before {iso(run_after)}"
-    rt.log.emit(
+    when = "" if launch.run_after <= time.time() else f", not before {iso(launch.run_after)}"
+    rt.events.emit(
         "queued",
         job=row,
         message=f"{row.name} queued with priority {row.priority}{when}",
         params=list(row.params),
         priority=row.priority,
-        source=source,
-        user=user,
-        run_after=iso(run_after),
+        source=launch.source,
+        user=launch.user,
+        run_after=iso(launch.run_after),
     )
     return row
 
 
-def started(rt: Runtime, job: Job, pid: int) -> None:
+def rejected(rt: Wiring, class_path: str, method: str, params, exc: Exception, source: str, user) -> None:
+    """The `rejected` record of a refused launch: no row exists for it."""
+    rt.events.emit(
+        "rejected",
+        level="ERROR",
+        message=str(exc),
+        class_path=class_path,
+        method=method,
+        exception=type(exc).__name__,
+        error=str(exc),
+        traceback=None,
+        params=_printable(params),
+        source=source,
+        user=user,
+    )
+
+
+def _printable(params) -> list:
+    try:
+        return [p if isinstance(p, (str, int, float, bool, type(None))) else repr(p) for p in params]
+    except TypeError:
+        return [repr(params)]
+
+
+def started(rt: Wiring, job: Job, pid: int) -> None:
     """The `started` record of an attempt the runner has begun (start_attempt)."""
-    rt.log.emit(
+    rt.events.emit(
         "started",
         job=job,
         message=f"job {job.id} attempt {job.attempt} of {job.max_attempts} started",
@@ -64,18 +85,18 @@ def started(rt: Runtime, job: Job, pid: int) -> None:
     )
 
 
-def succeeded(rt: Runtime, job: Job, result: str | None) -> Job | None:
+def succeeded(rt: Wiring, job: Job, result: str | None) -> Job | None:
     """running -> succeeded."""
     done = rt.store.succeed(job.id, result)
     if done:
-        rt.log.emit(
+        rt.events.emit(
             "succeeded", job=done, message=f"job {job.id} succeeded", duration=done.duration, result=result
         )
     return done
 
 
 def attempt_failed(
-    rt: Runtime,
+    rt: Wiring,
     job: Job,
     *,
     exception: str | None,
@@ -101,7 +122,7 @@ def attempt_failed(
     )
     if done is None:
         return None
-    rt.log.emit(
+    rt.events.emit(
         event,
         level="ERROR",
         job=done,
@@ -117,7 +138,7 @@ def attempt_failed(
     return done
 
 
-def cancelled(rt: Runtime, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
+def cancelled(rt: Wiring, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
     """running -> cancelled, once the runner has stopped the attempt."""
     done = rt.store.cancelled(job.id, error=why, exit_code=exit_code, exit_signal=exit_signal)
     if done:
@@ -125,9 +146,9 @@ def cancelled(rt: Runtime, job: Job, why: str, exit_code=None, exit_signal=None)
     return done
 
 
-def cancel_requested(rt: Runtime, job: Job, source: str, user: str | None, **extra) -> None:
+def cancel_requested(rt: Wiring, job: Job, source: str, user: str | None, **extra) -> None:
     """The `cancel_requested` record of a cancel that won its compare-and-set."""
-    rt.log.emit(
+    rt.events.emit(
         "cancel_requested",
         job=job,
         message=f"cancel of job {job.id} requested by {source}",
@@ -137,7 +158,7 @@ def cancel_requested(rt: Runtime, job: Job, source: str, user: str | None, **ext
     )
 
 
-def request_cancel(rt: Runtime, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
+def request_cancel(rt: Wiring, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
     """Flag running job `job_id` for cancellation; exactly one caller wins."""
     flagged = rt.store.request_cancel(job_id, source, user, grace)
     if flagged is not None:
@@ -145,7 +166,7 @@ def request_cancel(rt: Runtime, job_id: int, source: str, user: str | None, grac
     return flagged
 
 
-def cancel_waiting(rt: Runtime, job: Job, source: str, user: str | None) -> Job | None:
+def cancel_waiting(rt: Wiring, job: Job, source: str, user: str | None) -> Job | None:
     """queued | retrying -> cancelled, at once: no runner is doing anything."""
     done = rt.store.cancel_waiting(job.id, source, user)
     if done is not None:
@@ -154,7 +175,7 @@ def cancel_waiting(rt: Runtime, job: Job, source: str, user: str | None) -> Job 
     return done
 
 
-def lost(rt: Runtime, job: Job, reason: str) -> Job | None:
+def lost(rt: Wiring, job: Job, reason: str) -> Job | None:
     """running -> cancelled (if asked), retrying (attempts left) or failed, for a
     job whose runner died. A runner that died before its attempt began still
     used up an attempt: otherwise a runner that can never start (an
@@ -171,7 +192,7 @@ def lost(rt: Runtime, job: Job, reason: str) -> Job | None:
     done = store.mark_lost(job.id, retry_at=retry_at, cancelled=False, error=reason)
     if done is None:
         return None
-    rt.log.emit(
+    rt.events.emit(
         "lost",
         level="ERROR",
         job=done,
@@ -185,7 +206,7 @@ def lost(rt: Runtime, job: Job, reason: str) -> Job | None:
     return done
 
 
-def start_failed(rt: Runtime, job: Job, exc: OSError) -> Job | None:
+def start_failed(rt: Wiring, job: Job, exc: OSError) -> Job | None:
     """A claimed job whose runner could not be started: that counts as a failed
     attempt, with the OSError as its error, and backs off like any retry."""
     begun = rt.store.start_attempt(job.id, None, None)
@@ -194,11 +215,11 @@ def start_failed(rt: Runtime, job: Job, exc: OSError) -> Job | None:
     return attempt_failed(rt, begun, exception=type(exc).__name__, error=f"could not start its runner: {exc}")
 
 
-def output_lost(rt: Runtime, job: Job, why: str) -> None:
+def output_lost(rt: Wiring, job: Job, why: str) -> None:
     """The job's output cannot be written (a full disk, a file size limit): the
     job runs on, and its row and the errors log say its output was lost."""
     rt.store.set_output_error(job.id, why)
-    rt.log.emit(
+    rt.events.emit(
         "output_lost",
         level="ERROR",
         job=job,
@@ -209,8 +230,8 @@ def output_lost(rt: Runtime, job: Job, why: str) -> None:
     )
 
 
-def _cancelled_record(rt: Runtime, done: Job, message: str, **extra) -> None:
-    rt.log.emit(
+def _cancelled_record(rt: Wiring, done: Job, message: str, **extra) -> None:
+    rt.events.emit(
         "cancelled",
         level="WARNING",
         job=done,
@@ -221,10 +242,10 @@ def _cancelled_record(rt: Runtime, done: Job, message: str, **extra) -> None:
     )
 
 
-def _next_step(rt: Runtime, job: Job, done: Job, why: str, exception: str | None, error: str | None) -> None:
+def _next_step(rt: Wiring, job: Job, done: Job, why: str, exception: str | None, error: str | None) -> None:
     """After a failed attempt of `job` (now `done`): the retry's record, or the failure's."""
     if done.status is Status.RETRYING:
-        rt.log.emit(
+        rt.events.emit(
             "retry_scheduled",
             level="WARNING",
             job=done,
@@ -233,7 +254,7 @@ def _next_step(rt: Runtime, job: Job, done: Job, why: str, exception: str | None
             delay=job.next_retry_delay(),
         )
     else:
-        rt.log.emit(
+        rt.events.emit(
             "failed",
             level="ERROR",
             job=done,

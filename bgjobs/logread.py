@@ -168,7 +168,7 @@ class Follower:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - __del__ must not raise
             pass
 
     def _close_handed(self, fd: int | None = None) -> None:

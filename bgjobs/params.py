@@ -109,7 +109,7 @@ def _annotations(func) -> dict:
         if isinstance(note, str):
             try:
                 notes[name] = eval(note, getattr(func, "__globals__", {}))  # noqa: S307 - the job's own code
-            except Exception:
+            except Exception:  # noqa: BLE001 - unresolvable: pass values through as given
                 notes[name] = EMPTY  # unresolvable: pass values through as given
     return notes
 

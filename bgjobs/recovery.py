@@ -1,73 +1,56 @@
 """Reconcile: find jobs marked running whose runner is gone, and settle them.
 
-A runner holds an exclusive flock on its job's lock file for its whole life,
-and the kernel drops that lock however the runner dies (kill -9, OOM, a
-segfault, a reboot). So a running job whose lock we can take has lost its
-runner. We hold the lock while we settle the job, so reconcilers in other
-processes cannot settle it twice.
+A runner holds its job's liveness token for its whole life, and loses it
+however it dies (bgjobs.liveness). So a running job whose token we can take
+has lost its runner. We hold the token while we settle the job, so
+reconcilers in other processes cannot settle it twice.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
-from . import lifecycle, procs
+from . import lifecycle
 from .job import Job, Status
-from .runtime import Runtime
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .wiring import Wiring
 
 # Seconds past a cancel's grace period before reconcile stops the job itself.
 STUCK_MARGIN = 5.0
+LOST = "its runner process died (killed, crashed or rebooted)"
 
 
-def reconcile(rt: Runtime) -> list[Job]:
+def reconcile(rt: Wiring) -> list[Job]:
     """Settle every running job whose runner died. Returns the settled jobs."""
     settled = []
     now = time.time()
     for job in rt.store.jobs_in(Status.RUNNING):
-        path = rt.lock_path(job.id)
-        fd = procs.take_lock(path)
-        if fd is None:
-            if job.cancel_requested_at and now > job.cancel_requested_at + job.cancel_grace + STUCK_MARGIN:
-                force_stop(job)  # the runner is alive but did not stop in time
-            continue  # its runner is alive
-        done = None
-        try:
-            current = rt.store.get(job.id)
-            if current is not None and current.status is Status.RUNNING:
-                stop_leftovers(current)
-                done = lifecycle.lost(rt, current, "its runner process died (killed, crashed or rebooted)")
-                if done is not None:
-                    settled.append(done)
-                else:
-                    done = rt.store.get(job.id)
-            else:
-                done = current  # it finished while we looked
-        finally:
-            # The lock file of a final job goes with it (its runner removes it
-            # when it can; we may have just made it again by opening it).
-            procs.release_lock(fd, path, remove=done is None or done.is_final)
+        done = settle(rt, job.id)
+        if done is not None:
+            settled.append(done)
+        elif job.cancel_requested_at and now > job.cancel_requested_at + job.cancel_grace + STUCK_MARGIN:
+            rt.signaller.force_stop(job)  # the runner is alive but did not stop in time
     return settled
 
 
-def force_stop(job: Job) -> None:
-    """SIGKILL a cancelled job's attempt group and its runner (both verified), for a
-    runner that missed its grace period. The next reconcile records the cancel."""
-    stop_leftovers(job)
-    procs.signal_verified(job.runner_pid, job.runner_start, signal.SIGKILL, group=False)
-
-
-def stop_leftovers(job: Job) -> None:
-    """SIGKILL what is left of the job's attempt process group, if provably ours."""
-    if not job.pid:
-        return
-    if procs.signal_verified(job.pid, job.pid_start, signal.SIGKILL, group=True):
-        return
-    # The leader is gone. While any member of its group lives, the kernel will
-    # not hand out that pid again, so a group with no process at `pid` is ours.
-    if procs.start_time(job.pid) is None and procs.group_alive(job.pid):
-        try:
-            os.killpg(job.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def settle(rt: Wiring, job_id: int) -> Job | None:
+    """If running job `job_id` has lost its runner, settle it (cancelled if
+    asked, retrying or failed) and return it; None if its runner is alive, or
+    it is not running."""
+    token = rt.liveness.take(job_id)
+    if token is None:
+        return None  # its runner is alive
+    done = current = None
+    try:
+        current = rt.store.get(job_id)
+        if current is not None and current.status is Status.RUNNING:
+            rt.signaller.stop_leftovers(current)
+            done = lifecycle.lost(rt, current, LOST)
+            current = done or rt.store.get(job_id)
+    finally:
+        # The token of a final job goes with it (its runner removes it when it
+        # can; taking it may have made it again).
+        rt.liveness.release(token, job_id, final=current is None or current.is_final)
+    return done

@@ -1,9 +1,9 @@
-"""The runner: one job's own supervisor process. The spawner starts it as
-`python -c RUNNER_CODE JOB_ID` (`python -m bgjobs.runner JOB_ID` also works),
-or ahead of its job as the Python API's warm spare (`--spare`, see _spare);
-`job-run`'s is a fork of job-run itself (see forked).
+"""The runner: one job's own supervisor process. The executor starts it as
+`python -c RUNNER_CODE JOB_ID` (`python -m bgjobs.runner JOB_ID` also works);
+the API's warm spare (bgjobs.spare) and job-run's fork (bgjobs.fork) become
+one.
 
-The runner holds the job's lock for its whole life, runs one attempt in a
+The runner holds the job's liveness token for its whole life, runs one attempt in a
 forked child that leads its own process group, waits for it (with the timeout
 and cancel grace), records the outcome as one transition, and before it exits
 dispatches the next queued jobs. A retry is a row again: the waker or the
@@ -19,16 +19,13 @@ import signal
 import sys
 import time
 
-from . import lifecycle, procs, spawner
+from . import allowlist, executor, launcher, lifecycle, procs
 from .context import SIGNALLED
 from .errors import RejectedError, StoreError
 from .job import Job, Status
 from .output import JobOutput
-from .runtime import Runtime, open_runtime
-from .spawner import LOCK_FD_ENV
-from .store import driver as sqlite_driver
+from .wiring import Wiring, wire
 
-SPARE = "--spare"  # argv of a runner started ahead of its job (see _spare)
 POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
 START_WAIT = 0.05  # seconds the runner waits for its attempt to start before its bookkeeping
 MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands over
@@ -37,9 +34,9 @@ MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands ove
 class Runner:
     """Runs claimed jobs one after another, each attempt in a forked child."""
 
-    def __init__(self, rt: Runtime, *, dispatch_after_start: bool = False) -> None:
+    def __init__(self, rt: Wiring, *, dispatch_after_start: bool = False) -> None:
         self.rt = rt
-        spawner.reap_in_loop()  # we fork our attempts: no reaper thread here (see spawner)
+        executor.reap_in_loop()  # we fork our attempts: no reaper thread here (see executor)
         # A job's descendant that leaves the attempt's process group is
         # re-parented to us, not to init, and stopped with the attempt.
         procs.become_subreaper()
@@ -59,11 +56,11 @@ class Runner:
     def _on_signal(self, signum, frame) -> None:
         self.sigterm = True  # acted on in the wait loop; handlers only set flags
 
-    def run(self, job_id: int, lock_fd: int) -> Job | None:
-        """Run one attempt of claimed job `job_id`, holding `lock_fd`. The
+    def run(self, job_id: int, token) -> Job | None:
+        """Run one attempt of claimed job `job_id`, holding its liveness `token`. The
         attempt is counted first: whatever fails after this is that attempt's
         failure, so a job that can never start still ends."""
-        self.job_id, self.lock_fd, self.sigterm = job_id, lock_fd, False
+        self.job_id, self.token, self.sigterm = job_id, token, False
         rt = self.rt
         me = os.getpid()
         job = rt.store.start_attempt(self.job_id, me, procs.start_time(me))
@@ -81,8 +78,6 @@ class Runner:
             self.output.close()
             return self._stored(lambda: lifecycle.cancelled(rt, job, "cancelled before the attempt started"))
         try:
-            from . import allowlist
-
             allowlist.check_listed(rt.config, job.class_path, job.method)
         except RejectedError as exc:
             self.output.close()
@@ -142,7 +137,7 @@ class Runner:
         os.set_blocking(progress_w, False)  # a job never blocks on its progress
         sys.stdout.flush()
         sys.stderr.flush()
-        self.rt.log.close()
+        self.rt.events.close()
         # Loaded once here rather than in every forked attempt (children share
         # these pages copy-on-write).
         from . import attempt
@@ -162,7 +157,7 @@ class Runner:
         if pid == 0:
             os.close(result_r)
             os.close(progress_r)
-            os.close(self.lock_fd)  # the lock is the runner's alone
+            self.rt.liveness.drop_copy(self.token)  # the token is the runner's alone
             os.close(self.wake_r)
             os.close(lifeline_w)
             os.close(output_r)
@@ -244,7 +239,7 @@ class Runner:
         were re-parented to us. The exited ones are reaped here."""
         if not procs.has_children():
             return []
-        mine = spawner.tracked_pids()
+        mine = executor.tracked_pids()
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -252,7 +247,7 @@ class Runner:
                 break
             if pid == 0:
                 break
-            spawner.forget(pid)  # one of ours, if it was: reaped now
+            executor.forget(pid)  # one of ours, if it was: reaped now
         return [(pid, started) for pid, started in procs.children() if pid not in mine]
 
     def _wait(self, job: Job, pid: int):
@@ -287,15 +282,13 @@ class Runner:
             if self.progress_r in ready:
                 self._apply_progress(job)
             _drain(self.wake_r)
-            spawner.reap()  # the waker or runners we started, if they have exited
+            executor.reap()  # the waker or runners we started, if they have exited
             now = time.monotonic()
             if not stop and (self.sigterm or now >= next_poll):
                 if now >= next_poll and next_poll == started + POLL:
                     # A job that runs this long gets a watchdog: the waker
                     # reconciles each second, in case this runner dies.
-                    from .launcher import ensure_waker
-
-                    ensure_waker(self.rt, watch_running=True)
+                    launcher.ensure_waker(self.rt, watch_running=True)
                 next_poll = now + POLL
                 row = self.rt.store.get(job.id)
                 if self.sigterm and row.cancel_requested_at is None:
@@ -326,10 +319,8 @@ class Runner:
     def _dispatch_quietly(self) -> None:
         """Dispatch while an attempt runs: a failure here (say, a busy store) must
         not take the runner, and so the job, down. The next dispatch retries it."""
-        from .launcher import dispatch
-
         try:
-            dispatch(self.rt)
+            launcher.dispatch(self.rt)
         except Exception as exc:  # noqa: BLE001
             _say(f"bgjobs: dispatch from runner {os.getpid()} failed: {exc!r}")
 
@@ -460,214 +451,46 @@ def _read_all(fd: int) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -c RUNNER_CODE JOB_ID`: run claimed job JOB_ID, then what else is due."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv == [SPARE]:
-        return _spare()
     if len(argv) != 1 or not argv[0].isdigit():
-        print(f"usage: python -m bgjobs.runner JOB_ID | {SPARE}", file=sys.stderr)
+        print("usage: python -m bgjobs.runner JOB_ID", file=sys.stderr)
         return 2
     job_id = int(argv[0])
-    lock_fd = os.environ.pop(LOCK_FD_ENV, None)
-    if lock_fd is not None:
-        lock_fd = int(lock_fd)
-        os.set_inheritable(lock_fd, False)
+    rt = wire()
+    token = rt.liveness.inherited()  # first: its descriptor is made not inheritable
     procs.close_inherited()  # what its caller's process had open for others
-    rt = open_runtime()
     os.chdir(rt.config.root)
-    if lock_fd is None:
-        lock_fd = procs.open_lock(rt.lock_path(job_id))
-        if not procs.try_lock(lock_fd):
+    if token is None:
+        token = rt.liveness.take(job_id)
+        if token is None:
             print(f"bgjobs: job {job_id} already has a runner", file=sys.stderr)
             return 1
-    return _chain(Runner(rt), job_id, lock_fd)
+    return run_chain(Runner(rt), job_id, token)
 
 
-SPARE_IDLE = 300.0  # seconds a spare waits for a request before it exits unused
-
-
-def _spare() -> int:
-    """A runner started before its job exists (see spawner.Spare): the Python
-    API keeps one warm for its next launch. Each request names a config file:
-    claim the next due job there, as
-    a runner does when its job is done, and run it; or, if there is none we may
-    take, dispatch (a delayed job needs the waker) and wait for the next. End of
-    input (the caller exited) or SPARE_IDLE seconds of quiet: exit unused.
-
-    The environment a request carries is applied to os.environ, so the job sees
-    the caller's as of the launch; what an interpreter reads only at start-up
-    (PYTHONPATH into sys.path, other PYTHON* settings, the locale) stays as it
-    was when the spare booted. The project root goes on sys.path when the
-    attempt loads its class, as for any runner."""
-    from . import attempt, launcher  # noqa: F401 - loaded while the caller works, not after
-
-    sqlite_driver()  # the same: the request's store is opened as it comes
-    procs.close_inherited()  # what its caller's process had open for others
-    spawner.reap_in_loop()  # it may start a waker or runners, and later fork attempts
-    _reply(b"ready")
-    buf = b""
-    while True:
-        quiet_until = time.monotonic() + SPARE_IDLE
-        while b"\n" not in buf:
-            ready, _, _ = select.select([0], [], [], 1.0)
-            spawner.reap()  # a waker it started may have exited
-            if not ready and time.monotonic() < quiet_until:
-                continue
-            chunk = os.read(0, 4096) if ready else b""
-            if not chunk:
-                return 0  # end of input, or idle too long
-            buf += chunk
-        line, buf = buf.split(b"\n", 1)
-        rt = None
-        try:
-            request = json.loads(line)
-            _set_environ(request["env"])  # what a runner spawned by that caller now would get
-            rt = open_runtime(request["config"])
-            if request["expect"] != repr(rt.config):
-                _reply(b"mismatch")  # the caller's config is not the file's: it dispatches itself
-                continue
-            os.chdir(rt.config.root)
-            claimed = launcher.claim(rt, limit=1)
-        except Exception as exc:  # noqa: BLE001 - whatever it was, the job must not be left
-            print(f"bgjobs: spare runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
-            _reply(b"failed")  # the caller dispatches itself
-            continue
-        if claimed:
-            break
-        launcher.dispatch(rt)  # before the reply: the launch returns with its dispatch done
-        _reply(b"idle")
-    job, lock_fd = claimed[0]
-    _reply(b"taken %d" % job.id)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)  # no more requests: the caller sees end of file on its next one
-    os.close(null)
-    # dispatch_after_start: what the caller's own dispatch would have done.
-    return _chain(Runner(rt, dispatch_after_start=True), job.id, lock_fd)
-
-
-def forked(requests: int, replies: int) -> int:
-    """The child side of spawner.ForkedRunner: job-run's runner, forked from it
-    as it starts (and detached from its session and output). Returns the exit
-    code; the caller exits with it.
-
-    The first line on `requests` is job-run's config: it opens the store (if
-    there is one already: a refused launch must not create it) while job-run
-    checks the call.
-    The second is the checked call (end of input instead: the launch was
-    refused, or job-run is gone; it exits having done nothing). It records the
-    job, sending on `replies` the new row's id before the commit and the row
-    after it, and claims the next due job, as a spare does. It records nothing
-    if it reads the config differently from job-run (the file changed between
-    the two reads): job-run then records the job itself.
-
-    It puts a title of its own where `ps` would show job-run's argv, the user's
-    params and all, for the job's whole life (procs.set_title), and gets the
-    environment a spawned runner would, with the caller's secrets erased from
-    what /proc shows too (procs.erase_environ). If the kernel will not let it
-    do either, it hands the job to a spawned runner."""
-    spawner.reap_in_loop()  # it may start a waker or runners, and forks attempts
-    from . import launcher  # loaded before the fork (see cli.run)
-
-    sqlite_driver()  # while job-run reads its arguments: job-run itself never needs it
-    rt, recorded, pending = None, False, None
-    try:
-        with open(requests, "rb") as lines:
-            config = lines.readline()
-            if config.endswith(b"\n"):
-                config = json.loads(config)
-                rt = open_runtime(config["path"])
-                if repr(rt.config) != config["expect"]:
-                    return 0  # job-run records the job itself, as it read the config
-                if os.path.exists(rt.config.db_path):
-                    rt.store.open()
-            request = lines.readline()
-        if rt is None or not request.endswith(b"\n"):
-            return 0  # no launch on job-run's command line, or a refused one
-        row = launcher.insert_job(rt, **json.loads(request), on_insert=lambda i: _send(replies, b"%d" % i))
-        recorded = True
-        _send(replies, row.to_json().encode())
-        os.close(replies)
-        _set_environ(rt.spawner.runner_env())
-        os.chdir(rt.config.root)
-        claimed = launcher.claim(rt, limit=1)
-        if not claimed:
-            launcher.dispatch(rt)  # nothing it may take now (delayed, or no free slot)
-            return 0
-        ((job, lock_fd),) = claimed
-        pending = (job, lock_fd)  # claimed, not yet in the runner's hands
-        sys.argv = ["-c", str(job.id)]  # as a spawned runner's
-        shown = procs.set_title(f"bgjobs.runner {job.id}", "bgjobs.runner")
-        if not (shown and procs.erase_environ(spawner.PRIVATE_ENV)):
-            pending = None
-            launcher.start_runner(rt, job, lock_fd)
-            launcher.dispatch(rt)
-            return 0
-        runner = Runner(rt, dispatch_after_start=True)
-        pending = None
-        return _chain(runner, job.id, lock_fd)
-    except BaseException as exc:  # noqa: BLE001
-        print(f"bgjobs: runner {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
-        if recorded:  # job-run has gone on: the job must not wait for the next dispatch
-            try:
-                if pending is not None:  # queued again, not found lost a moment later
-                    rt.store.unclaim(pending[0].id, f"its runner failed before it began: {exc!r}")
-                    os.close(pending[1])
-                launcher.dispatch(rt)
-            except Exception:  # noqa: BLE001, S110 - the waker or the next command will
-                pass
-        return 1
-    finally:
-        if rt is not None:
-            # As a spawned runner's exit does: the last connection to close
-            # checkpoints the log, so the next process to open the store does
-            # not have to read all of it first.
-            rt.store.close()
-
-
-def _send(fd: int, line: bytes) -> None:
-    try:
-        os.write(fd, line + b"\n")
-    except OSError:
-        pass  # the caller is gone, or gave up: what it was told stands all the same
-
-
-def _set_environ(env: dict[str, str]) -> None:
-    """Make os.environ `env`, touching only what differs (usually a key or two)."""
-    for key in [k for k in os.environ if k not in env]:
-        del os.environ[key]
-    for key, value in env.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
-
-
-def _reply(text: bytes) -> None:
-    _send(1, text)  # a spare's replies: its stdout
-
-
-def _chain(runner: Runner, job_id: int, lock_fd: int) -> int:
+def run_chain(runner: Runner, job_id: int, token) -> int:
     """Run claimed job `job_id`, then each next due job this runner can claim."""
     rt = runner.rt
     for _ in range(MAX_CHAIN):
         done = None
         try:
-            done = runner.run(job_id, lock_fd)
+            done = runner.run(job_id, token)
         finally:
-            # Released first, so a due retry can be claimed; a final job's lock
-            # file goes with it.
-            procs.release_lock(lock_fd, rt.lock_path(job_id), remove=done is not None and done.is_final)
+            # Released first, so a due retry can be claimed; a final job's
+            # token goes with it.
+            rt.liveness.release(token, job_id, final=done is not None and done.is_final)
         if done is not None and done.status is Status.RETRYING:
             # A short retry delay: wait it out here rather than leave it to the
             # waker's next tick. The job is a row again, so a cancel is immediate.
             time.sleep(max(0.0, min(done.run_after - time.time(), 1.0)))
         # Take the next due job ourselves: a fresh interpreter per job would
         # cost more than the job. Each attempt still gets its own process.
-        from . import launcher  # not before: the first job starts sooner
-
         claimed = launcher.claim(rt, limit=1)
         if not claimed:
             break
-        job_id, lock_fd = claimed[0][0].id, claimed[0][1]
-    from . import launcher
-
+        ((job, token),) = claimed
+        job_id = job.id
     launcher.dispatch(rt)
     return 0
 

@@ -1,8 +1,8 @@
-"""The waker (`python -c WAKER_CODE`, see spawner.py): the one timer, alive only while jobs are active.
+"""The waker (`python -c WAKER_CODE`, see executor.py): the one timer, alive only while jobs are active.
 
 Queued rows need someone to start them when their time comes (a --delay, a
 retry's backoff, a slot freed by a runner that was killed). The waker holds
-`state_dir/waker.lock`, so at most one runs per store. It dispatches when the
+the waker's liveness token (on one host, `state_dir/waker.lock`), so at most one runs per store. It dispatches when the
 next job is due, and at least once a second while jobs are active, then exits
 as soon as no job is active. Any dispatch starts a new one when needed.
 """
@@ -15,23 +15,19 @@ import time
 
 from . import procs
 from .launcher import dispatch
-from .runtime import open_runtime
-from .spawner import LOCK_FD_ENV
+from .wiring import wire
 
 TICK = 1.0  # seconds; the longest a due job or a lost runner waits for us
 
 
 def main() -> int:
-    fd = os.environ.pop(LOCK_FD_ENV, None)
-    if fd is not None:
-        fd = int(fd)
-        os.set_inheritable(fd, False)
+    rt = wire()
+    token = rt.liveness.inherited()  # first: its descriptor is made not inheritable
     procs.close_inherited()  # what its caller's process had open for others
-    rt = open_runtime()
     os.chdir(rt.config.root)
-    if fd is None:
-        fd = procs.open_lock(rt.waker_lock)
-        if not procs.try_lock(fd):
+    if token is None:
+        token = rt.liveness.take_waker()
+        if token is None:
             return 0
     store = rt.store
     while True:
@@ -50,20 +46,20 @@ def main() -> int:
             time.sleep(pause)
             if nxt is None or nxt > time.time() + TICK / 2:
                 dispatch_quietly(rt)  # a periodic reconcile, for lost runners
-        os.close(fd)
+        rt.liveness.release_waker(token)
         # A job added after our last look but before the unlock saw our lock
         # held and counted on us; look once more before leaving.
         if not store.has_active():
             return 0
-        fd = procs.open_lock(rt.waker_lock)
-        if not procs.try_lock(fd):
+        token = rt.liveness.take_waker()
+        if token is None:
             return 0  # another waker took over
 
 
 def dispatch_quietly(rt) -> None:
     try:
         dispatch(rt)
-    except Exception as exc:  # a busy database must not end the timer
+    except Exception as exc:  # noqa: BLE001 - a busy database must not end the timer
         print(f"bgjobs waker: dispatch failed: {exc}", file=sys.stderr, flush=True)
 
 

@@ -95,9 +95,9 @@ class Project:
 
     @property
     def rt(self):
-        from bgjobs.runtime import open_runtime
+        from bgjobs.wiring import wire
 
-        return open_runtime(self.config_path)
+        return wire(self.config_path)
 
     @property
     def env(self) -> dict:

@@ -14,7 +14,7 @@ import pytest
 
 from bgjobs import api
 from bgjobs.errors import AlreadyFinal, NoSuchJob
-from bgjobs.spawner import WAKER_CODE
+from bgjobs.executor import WAKER_CODE
 from tests.conftest import REPO, cmdline, wait_until
 
 

@@ -246,10 +246,10 @@ def test_no_lock_file_of_a_final_job_remains(fp):
 
 
 def test_an_idle_spare_that_exits_is_reaped_at_once(fp):
-    from bgjobs import spawner
+    from bgjobs import spare
 
     fp.submit("hello", cls=FAULTS)
     fp.submit("hello", cls=FAULTS)  # from the second launch on, a spare is kept warm
-    spare = wait_until(lambda: spawner.warm_spare_pid(ready=True), what="a ready spare")
-    os.kill(spare, signal.SIGKILL)  # as if it had exited idle
-    wait_until(lambda: not psutil.pid_exists(spare), timeout=5, what="the spare to be reaped")
+    pid = wait_until(lambda: spare.warm_spare_pid(ready=True), what="a ready spare")
+    os.kill(pid, signal.SIGKILL)  # as if it had exited idle
+    wait_until(lambda: not psutil.pid_exists(pid), timeout=5, what="the spare to be reaped")

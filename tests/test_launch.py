@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from bgjobs import api, spawner
+from bgjobs import api
+from bgjobs import spare as spares
 from bgjobs.config import load_config
-from bgjobs.spawner import RUNNER_CODE, WAKER_CODE
+from bgjobs.executor import RUNNER_CODE, WAKER_CODE
+from bgjobs.spare import SPARE_CODE
 from tests.conftest import BIN, cmdline, gone_or_zombie, wait_until
 
 
@@ -574,7 +576,7 @@ def test_runner_argv_holds_only_the_job_id(project):
 
     cmd = wait_until(runner_cmdline, what="the runner process")
     # Started for this job, or started ahead of it (a warm spare): no params either way.
-    assert cmd[1:] in (["-c", RUNNER_CODE, str(job_id)], ["-c", RUNNER_CODE, "--spare"])
+    assert cmd[1:] in (["-c", RUNNER_CODE, str(job_id)], ["-c", SPARE_CODE])
 
 
 def test_parsed_config_is_cached_until_the_file_changes(project, tmp_path, monkeypatch):
@@ -773,11 +775,11 @@ def test_a_fork_that_fails_before_it_starts_exits_and_never_acts_as_job_run(proj
     # even look like a failed fork to fork_runner): the child must exit, never go
     # on in job-run's code, where it would record the job a second time.
     code = (
-        "from bgjobs import spawner; from bgjobs.cli.run import main\n"
+        "from bgjobs import fork; from bgjobs.cli.run import main\n"
         "def failing_detach(*pipes):  # the child's first step after setsid\n"
         f"    raise {error}\n"
-        "spawner._detach = failing_detach\n"
-        "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], spawner.fork_runner())"
+        "fork._detach = failing_detach\n"
+        "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork.start())"
     )
     _single_job(project, project.python(code))
 
@@ -789,14 +791,14 @@ def test_a_fork_that_dies_around_its_insert_leaves_one_job_that_runs(project, di
     # dispatches it), or records the job itself: never twice, never not at all.
     nth = 1 if dies == "before its commit" else 2  # _send: 1 the id, 2 the row
     code = (
-        "import os; import bgjobs.runner as runner\n"
-        "send, sent = runner._send, []\n"
+        "import os; import bgjobs.fork as runner\n"
+        "send, sent = runner.send, []\n"
         "def dying_send(fd, line):\n"
         "    sent.append(line)\n"
         "    if len(sent) == 1: send(fd, line)\n"
         f"    if len(sent) == {nth}: os._exit(9)\n"
-        "runner._send = dying_send\n"
-        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "runner.send = dying_send\n"
+        "from bgjobs.fork import start as fork_runner; from bgjobs.cli.run import main\n"
         "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork_runner())"
     )
     _single_job(project, project.python(code))
@@ -806,19 +808,20 @@ def test_a_fork_that_dies_before_its_commit_never_lends_its_id_to_another_launch
     # The id the fork sent was rolled back with its insert, and another launch
     # got it before job-run looked: that row is not job-run's, which records its own.
     code = (
-        "import os; import bgjobs.runner as runner\n"
-        "send = runner._send\n"
+        "import os; import bgjobs.fork as runner\n"
+        "send = runner.send\n"
         "def dying_send(fd, line):\n"
         "    send(fd, line)\n"
         "    os._exit(9)\n"
-        "runner._send = dying_send\n"
-        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "runner.send = dying_send\n"
+        "from bgjobs.fork import start as fork_runner; from bgjobs.cli.run import main\n"
         "runner_ = fork_runner()\n"
         "from bgjobs import api; from bgjobs.store import Store\n"
         "get = Store.get\n"
         "def get_after_another_launch(self, job_id):\n"
         "    Store.get = get\n"
-        "    print('other', api.submit('testjobs.tasks.Tasks', 'ok', ['other'], dispatch_now=False).id)\n"
+        "    from bgjobs import launcher; from bgjobs.wiring import wire; rt = wire()\n"
+        "    print('other', launcher.insert_job(rt, launcher.prepare(rt, 'testjobs.tasks.Tasks', 'ok', ['other'])).id)\n"
         "    return get(self, job_id)\n"
         "Store.get = get_after_another_launch\n"
         "main(['testjobs.tasks.Tasks', 'ok', '--params=mine'], runner_)"
@@ -838,7 +841,7 @@ def test_a_fork_that_fails_after_its_claim_requeues_the_job_for_a_spawned_runner
         "import bgjobs.procs\n"
         "def broken_title(title, name): raise RuntimeError('no title today')\n"
         "bgjobs.procs.set_title = broken_title\n"
-        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "from bgjobs.fork import start as fork_runner; from bgjobs.cli.run import main\n"
         "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork_runner())"
     )
     job_id = _single_job(project, project.python(code))
@@ -849,11 +852,11 @@ def test_a_fork_that_fails_after_its_claim_requeues_the_job_for_a_spawned_runner
 def test_a_fork_that_reads_the_config_differently_records_nothing(project):
     # The file changed between job-run's read and the fork's: job-run records.
     code = (
-        "from bgjobs import launcher; from bgjobs.runtime import open_runtime\n"
-        "from bgjobs.spawner import fork_runner\n"
-        f"runner, rt = fork_runner(), open_runtime({str(project.config_path)!r})\n"
+        "from bgjobs import fork, launcher; from bgjobs.wiring import wire\n"
+        "from bgjobs.fork import start as fork_runner\n"
+        f"runner, rt = fork_runner(), wire({str(project.config_path)!r})\n"
         "runner.use_config(rt.config._replace(max_concurrent=99))\n"
-        "job = launcher.submit(rt, 'testjobs.tasks.Tasks', 'sleep', [30], forked_runner=runner)\n"
+        "job = fork.submit(rt, launcher.prepare(rt, 'testjobs.tasks.Tasks', 'sleep', [30]), runner)\n"
         "print(job.id)"
     )
     job = _running_in_a_spawned_runner(project, project.python(code))
@@ -863,7 +866,7 @@ def test_a_fork_that_reads_the_config_differently_records_nothing(project):
 
 def test_job_run_records_and_dispatches_itself_when_its_fork_is_gone(project):
     code = (
-        "import os, signal; from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "import os, signal; from bgjobs.fork import start as fork_runner; from bgjobs.cli.run import main\n"
         "runner = fork_runner(); os.kill(runner.pid, signal.SIGKILL); os.waitpid(runner.pid, 0)\n"
         "main(['testjobs.tasks.Tasks', 'ok', '--params=fallback'], runner)"
     )
@@ -879,7 +882,7 @@ def test_where_the_title_cannot_be_set_the_job_goes_to_a_spawned_runner(project)
     # params for the job's whole life, so the fork hands the job on.
     code = (
         "import bgjobs.procs; bgjobs.procs.set_title = lambda title, name: False\n"
-        "from bgjobs.spawner import fork_runner; from bgjobs.cli.run import main\n"
+        "from bgjobs.fork import start as fork_runner; from bgjobs.cli.run import main\n"
         "main(['testjobs.tasks.Tasks', 'sleep', '--params=30'], fork_runner())"
     )
     job = _running_in_a_spawned_runner(project, project.python(code))
@@ -889,7 +892,7 @@ def test_where_the_title_cannot_be_set_the_job_goes_to_a_spawned_runner(project)
 def test_job_run_with_a_second_thread_does_not_fork(project):
     code = (
         "import threading; threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
-        "from bgjobs.spawner import fork_runner; print(fork_runner())"
+        "from bgjobs.fork import start as fork_runner; print(fork_runner())"
     )
     proc = project.python(code)
     assert proc.returncode == 0, proc.stderr
@@ -940,7 +943,7 @@ def test_a_runner_never_has_a_thread_when_it_forks(project):
 
 
 def _ready_spare() -> int:
-    return wait_until(lambda: spawner.warm_spare_pid(ready=True), what="a warm spare to boot")
+    return wait_until(lambda: spares.warm_spare_pid(ready=True), what="a warm spare to boot")
 
 
 def _launch_twice(project) -> None:
@@ -952,7 +955,7 @@ def _launch_twice(project) -> None:
 def test_the_api_keeps_a_warm_spare_that_runs_the_next_launch(project):
     _launch_twice(project)
     spare = _ready_spare()
-    assert psutil.Process(spare).cmdline()[1:] == ["-c", RUNNER_CODE, "--spare"]
+    assert psutil.Process(spare).cmdline()[1:] == ["-c", SPARE_CODE]
     # Nobody else may take the job first: a runner looking for its next job, or
     # the waker's tick (both gone soon after the earlier jobs are done). The idle
     # spare is not listed: it has not entered the project yet.
@@ -981,7 +984,7 @@ def test_a_warm_spare_with_no_free_slot_takes_nothing_and_stays(project):
     spare = _ready_spare()
     job_id = project.submit("ok", "later")
     assert project.job(job_id).status.value == "queued"
-    assert spawner.warm_spare_pid() == spare  # it answered idle, and waits for the next launch
+    assert spares.warm_spare_pid() == spare  # it answered idle, and waits for the next launch
     api.cancel_job(blocker, config=project.config_path)
     assert project.wait_final(job_id).status.value == "succeeded"
 
@@ -999,21 +1002,21 @@ def test_a_dead_warm_spare_is_replaced_and_the_launch_still_runs(project):
 
 def test_warm_spare_false_keeps_none(project):
     project.write_config(warm_spare=False)
-    before = spawner.warm_spare_pid()  # one per process: an earlier test's, maybe
+    before = spares.warm_spare_pid()  # one per process: an earlier test's, maybe
     job_id = project.submit("sleep", 30)
     job = wait_until(lambda: (j := project.job(job_id)).pid and j, what="the job to start")
     assert psutil.Process(job.runner_pid).cmdline()[1:] == ["-c", RUNNER_CODE, str(job_id)]  # spawned for it
-    assert spawner.warm_spare_pid() == before  # neither used nor started
+    assert spares.warm_spare_pid() == before  # neither used nor started
 
 
 def test_a_warm_spare_exits_with_its_caller_and_is_not_inherited_by_a_fork(project):
     code = (
-        "import os; from bgjobs import api, spawner\n"
+        "import os; from bgjobs import api, spare\n"
         "api.run_background_job('testjobs.tasks.Tasks', 'ok', 'x')\n"
-        "assert spawner.warm_spare_pid() is None  # one launch: maybe a one-shot script\n"
+        "assert spare.warm_spare_pid() is None  # one launch: maybe a one-shot script\n"
         "api.run_background_job('testjobs.tasks.Tasks', 'ok', 'y')\n"
-        "pid = spawner.warm_spare_pid()\n"
-        "ends = sorted(spawner._pipe_ends)  # the spare's pipes, as this process holds them\n"
+        "pid = spare.warm_spare_pid()\n"
+        "ends = sorted(spare._pipe_ends)  # the spare's pipes, as this process holds them\n"
         "def is_open(fd):\n"
         "    try:\n"
         "        return os.fstat(fd) is not None\n"
@@ -1022,7 +1025,7 @@ def test_a_warm_spare_exits_with_its_caller_and_is_not_inherited_by_a_fork(proje
         "assert ends and all(map(is_open, ends))\n"
         "child = os.fork()\n"
         "if child == 0:\n"
-        "    os._exit(0 if spawner.warm_spare_pid() is None and not any(map(is_open, ends)) else 1)\n"
+        "    os._exit(0 if spare.warm_spare_pid() is None and not any(map(is_open, ends)) else 1)\n"
         "print(pid, os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))\n"
     )
     proc = project.python(code)
@@ -1038,7 +1041,7 @@ def test_a_fork_never_falls_between_making_a_spare_pipe_and_noting_it(project):
     # ends: the fork must wait, or the child keeps copies it does not know of.
     code = (
         "import os, threading\n"
-        "from bgjobs import spawner\n"
+        "from bgjobs import spare\n"
         "real_pipe2, made, is_made, go_on = os.pipe2, [], threading.Event(), threading.Event()\n"
         "def paused_pipe2(flags):\n"
         "    made.extend(real_pipe2(flags))\n"
@@ -1046,7 +1049,7 @@ def test_a_fork_never_falls_between_making_a_spare_pipe_and_noting_it(project):
         "    go_on.wait(10)\n"
         "    return tuple(made)\n"
         "os.pipe2 = paused_pipe2\n"
-        "maker = threading.Thread(target=spawner._pipe)\n"
+        "maker = threading.Thread(target=spare._pipe)\n"
         "maker.start()\n"
         "assert is_made.wait(10)\n"
         "threading.Timer(0.2, go_on.set).start()  # the maker goes on while the fork waits for it\n"
@@ -1059,7 +1062,7 @@ def test_a_fork_never_falls_between_making_a_spare_pipe_and_noting_it(project):
         "            return False\n"
         "    os._exit(1 if any(map(is_open, made)) else 0)\n"
         "maker.join()\n"
-        "print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), sorted(made) == sorted(spawner._pipe_ends))\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), sorted(made) == sorted(spare._pipe_ends))\n"
     )
     proc = project.python(code)
     assert proc.stdout.split() == ["0", "True"], proc.stderr  # the child closed both; the parent noted both
@@ -1069,12 +1072,12 @@ def test_a_gone_warm_spare_costs_a_caller_with_default_sigpipe_nothing(project):
     # Some programs put SIGPIPE back to SIG_DFL; a write to the pipe of a spare
     # that has exited (killed here; idle for 5 minutes in life) must not kill them.
     code = (
-        "import os, signal; from bgjobs import api, spawner\n"
+        "import os, signal; from bgjobs import api, spare\n"
         "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
         "for word in ('a', 'b'): api.run_background_job('testjobs.tasks.Tasks', 'ok', word)\n"
         "import time\n"
-        "while spawner.warm_spare_pid(ready=True) is None: time.sleep(0.01)\n"
-        "pid = spawner.warm_spare_pid(); os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)\n"
+        "while spare.warm_spare_pid(ready=True) is None: time.sleep(0.01)\n"
+        "pid = spare.warm_spare_pid(); os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)\n"
         "print(api.run_background_job('testjobs.tasks.Tasks', 'ok', 'after'))\n"
     )
     proc = project.python(code)
@@ -1085,13 +1088,13 @@ def test_a_gone_warm_spare_costs_a_caller_with_default_sigpipe_nothing(project):
 
 def test_a_warm_spare_serves_a_caller_with_fds_past_1024(project):
     code = (
-        "import os, resource, time; from bgjobs import api, spawner\n"
+        "import os, resource, time; from bgjobs import api, spare\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))\n"
         "fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]\n"
         "for word in ('a', 'b'): api.run_background_job('testjobs.tasks.Tasks', 'ok', word)\n"
-        "while spawner.warm_spare_pid(ready=True) is None: time.sleep(0.01)\n"
-        "spare = spawner.warm_spare_pid()\n"
+        "while spare.warm_spare_pid(ready=True) is None: time.sleep(0.01)\n"
+        "spare = spare.warm_spare_pid()\n"
         # As in test_the_api_keeps_a_warm_spare_that_runs_the_next_launch: wait
         # until no runner or waker of the project could take job c first.
         "import psutil\n"
@@ -1120,4 +1123,4 @@ def test_a_warm_spare_takes_nothing_when_the_callers_config_is_not_the_files(pro
     job_id = api.run_background_job("testjobs.tasks.Tasks", "ok", "x", config=stale)
     assert project.wait_final(job_id).status.value == "succeeded"  # the caller dispatched it
     assert project.job(job_id).runner_pid != spare
-    assert spawner.warm_spare_pid() == spare  # it answered `mismatch`, and stays
+    assert spares.warm_spare_pid() == spare  # it answered `mismatch`, and stays

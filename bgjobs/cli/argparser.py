@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-
-from .common import EXIT_CODES_HELP, usage_error
+from collections.abc import Callable
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -24,12 +23,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors say what to do and exit with EXIT_USAGE."""
+    """argparse, but a usage error goes to `on_error(prog, message)` (which
+    says what to do and exits with EXIT_USAGE; see common.usage_error)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, *, on_error: Callable[[str, str], None], **kwargs) -> None:
         kwargs.setdefault("formatter_class", _Formatter)
-        kwargs.setdefault("epilog", EXIT_CODES_HELP)
+        self.on_error = on_error
         super().__init__(**kwargs)
 
     def error(self, message: str) -> None:
-        usage_error(self.prog, message)
+        self.on_error(self.prog, message)

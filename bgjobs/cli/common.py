@@ -78,7 +78,9 @@ class Command:
     def argparser(self):
         from .argparser import Parser
 
-        parser = Parser(prog=self.prog, description=self.description)
+        parser = Parser(
+            prog=self.prog, description=self.description, epilog=EXIT_CODES_HELP, on_error=usage_error
+        )
         for names, kwargs in self._declared:
             parser.add_argument(*names, **kwargs)
         return parser

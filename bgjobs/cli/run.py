@@ -58,8 +58,9 @@ def build_parser() -> Command:
 
 def main(argv: list[str] | None = None, runner=None) -> int:
     """job-run. `runner`, if given, is a fork of this process made as it started
-    (spawner.ForkedRunner): it records the job and runs it."""
+    (bgjobs.fork.ForkedRunner): it inserts the job and runs it."""
     from ..errors import EXIT_JOB_FAILED, EXIT_OK
+    from ..job import Status
     from .common import local_user, print_json, printable, run
 
     parser = build_parser()
@@ -68,20 +69,20 @@ def main(argv: list[str] | None = None, runner=None) -> int:
         parser.error("--wait-timeout needs --wait and a number of seconds >= 0")
 
     def body() -> int:
-        from .. import api
+        from .. import api, fork, launcher
+        from ..wiring import wire
 
         try:
+            rt = wire(args.config)
             if runner is not None:
-                from ..runtime import open_runtime
-
                 # It opens the store while this process checks the call. Sent
                 # once the config is read (and its parse cached), not before.
-                runner.use_config(open_runtime(args.config).config)
-            job = api.submit(
+                runner.use_config(rt.config)
+            launch = launcher.prepare(
+                rt,
                 args.job_class,
                 args.method,
                 args.params,
-                config=args.config,
                 priority=args.priority,
                 delay=args.delay,
                 at=args.at,
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None, runner=None) -> int:
                 timeout=args.timeout,
                 source="cli",
                 user=local_user(),
-                forked_runner=runner,
             )
+            job = fork.submit(rt, launch, runner)
         finally:
             if runner is not None:
                 runner.close()  # a refused launch: the fork exits unused
@@ -102,11 +103,11 @@ def main(argv: list[str] | None = None, runner=None) -> int:
         if args.json:
             print_json(job.to_dict())
         elif args.wait:
-            detail = f": {job.error}" if job.error and not job.status == "succeeded" else ""
+            detail = f": {job.error}" if job.error and job.status is not Status.SUCCEEDED else ""
             print(f"{job.id} {job.status.value}{printable(detail)}")
         else:
             print(job.id)
-        if args.wait and job.status.value != "succeeded":
+        if args.wait and job.status is not Status.SUCCEEDED:
             return EXIT_JOB_FAILED
         return EXIT_OK
 
@@ -126,16 +127,15 @@ def console() -> None:
 
 
 def _fork_runner(argv: list[str]):
-    """The job's runner, forked now (spawner.ForkedRunner); None for --help or a
+    """The job's runner, forked now (bgjobs.fork); None for --help or a
     command line that cannot launch, or where this process may not fork."""
     if len([a for a in argv if not a.startswith("-")]) < 2 or {"-h", "--help"} & set(argv):
         return None
     # The runner's modules are loaded before the fork, not in it: an import in
-    # a fork also copies every page it touches, and costs it about half again.
-    from .. import attempt, launcher, runner, runtime  # noqa: F401
-    from ..spawner import fork_runner
+    # a fork also copies every page it touches.
+    from .. import attempt, fork, runner, wiring  # noqa: F401
 
-    return fork_runner()
+    return fork.start()
 
 
 if __name__ == "__main__":

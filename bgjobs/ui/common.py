@@ -159,7 +159,7 @@ def viewer_zone() -> ZoneInfo:
     """The viewer's timezone: every time on every page is shown in it (UTC if unknown)."""
     try:
         return ZoneInfo(st.context.timezone or "UTC")
-    except Exception:  # no browser context (a bare script run), or a name this system lacks
+    except Exception:  # noqa: BLE001 - no browser context (a bare script run), or a name this system lacks
         return ZoneInfo("UTC")
 
 

@@ -242,7 +242,7 @@ def _records(cfg: Config, job_id: int) -> pd.DataFrame | None:
 
         with st.spinner("Reading the log…"):
             return logdata.job_records(cfg.main_log, job_id)
-    except Exception as exc:  # the detail still works without its log
+    except Exception as exc:  # noqa: BLE001 - the detail still works without its log
         st.caption(f"The log could not be read: {exc}")
         return None
 

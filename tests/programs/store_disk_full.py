@@ -21,7 +21,7 @@ try:
     for i in range(10_000):
         store.insert(
             **{
-                "class": "x.Y",
+                "class_path": "x.Y",
                 "method": "run",
                 "params": ["x" * 2000, i],
                 "priority": 0,

@@ -17,7 +17,7 @@ try:
     store.open()
     job = store.insert(
         **{
-            "class": "x.Y",
+            "class_path": "x.Y",
             "method": "run",
             "params": [],
             "priority": 0,

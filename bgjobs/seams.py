@@ -1,0 +1,117 @@
+"""The seams: what the core asks of the parts that differ between one host and
+a fleet. Each is a small protocol; `bgjobs.wiring` builds today's single-host
+implementations from the config, and nothing above the seams (the lifecycle,
+the CLI, the API, the dashboard) knows which implementation it has.
+
+    seam        one host (today)                        module
+    store       a SQLite file                           bgjobs.store.Store
+    liveness    a flock per job, state/locks/ID.lock    bgjobs.liveness.FlockLiveness
+    signaller   pid-verified signals through a pidfd    bgjobs.signaller.PidSignaller
+    executor    posix_spawn of a runner, the waker      bgjobs.executor.LocalExecutor
+    events      two JSON Lines files                    bgjobs.eventlog.EventLog
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .job import Job
+
+
+class Store(Protocol):
+    """Job rows, and every state change as one compare-and-set: a method that
+    changes a status returns the job as changed, or None when the job was not
+    in the state the change starts from. See bgjobs.store.Store for each."""
+
+    def get(self, job_id: int) -> Job | None: ...
+    def list_jobs(self, **filters) -> list[Job]: ...
+    def jobs_in(self, *statuses) -> list[Job]: ...
+    def counts(self, since: float | None = None) -> dict[str, int]: ...
+    def has_active(self) -> bool: ...
+    def has_waiting(self) -> bool: ...
+    def next_due(self) -> float | None: ...
+    def insert(self, *, on_insert=None, **values) -> Job: ...
+    def claim_due(
+        self, *, max_running: int, class_limits: dict[str, int], accept
+    ) -> list[tuple[Job, object]]: ...
+    def unclaim(self, job_id: int, error: str) -> Job | None: ...
+    def start_attempt(self, job_id: int, runner_pid: int | None, runner_start: int | None) -> Job | None: ...
+    def set_attempt_process(self, job_id: int, pid: int, pid_start: int | None) -> None: ...
+    def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None: ...
+    def set_output_error(self, job_id: int, why: str) -> None: ...
+    def succeed(self, job_id: int, result: str | None) -> Job | None: ...
+    def fail_attempt(self, job_id: int, *, retry_at: float | None, **outcome) -> Job | None: ...
+    def cancelled(self, job_id: int, **outcome) -> Job | None: ...
+    def cancel_waiting(self, job_id: int, source: str, user: str | None) -> Job | None: ...
+    def request_cancel(self, job_id: int, source: str, user: str | None, grace: float) -> Job | None: ...
+    def mark_lost(
+        self, job_id: int, *, retry_at: float | None, cancelled: bool, error: str
+    ) -> Job | None: ...
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Liveness(Protocol):
+    """Whether a job's runner is alive. A token is taken inside the claim and
+    held by the job's runner for the job's whole life; it is freed however the
+    runner dies, so a running job whose token can be taken has lost its runner."""
+
+    def take(self, job_id: int) -> object | None:
+        """The job's token, or None if a live runner (or a reconciler) holds it."""
+
+    def release(self, token: object, job_id: int, *, final: bool) -> None:
+        """Let go of the token; with `final`, forget the job for good."""
+
+    def forget(self, job_id: int) -> None:
+        """A job became final with no runner holding its token: clean up after it."""
+
+    def drop_copy(self, token: object) -> None:
+        """In a process forked from the token's holder: let go of the copy."""
+
+    def inherited(self) -> object | None:
+        """In a runner the executor started: the token it was handed, if any."""
+
+    def take_waker(self) -> object | None:
+        """The token of the one timer per store, or None if one runs."""
+
+    def release_waker(self, token: object) -> None: ...
+
+
+class Signaller(Protocol):
+    """Stop a running job: ask its runner (which takes the SIGTERM, grace,
+    SIGKILL path), or force it when the runner missed its grace."""
+
+    def request_stop(self, job: Job) -> bool:
+        """Ask the job's runner to stop it; False if the runner is not provably there."""
+
+    def runner_alive(self, job: Job) -> bool:
+        """Whether the runner recorded on the job is still that runner."""
+
+    def force_stop(self, job: Job) -> None:
+        """Kill the job's attempt and its runner."""
+
+    def stop_leftovers(self, job: Job) -> None:
+        """Kill what is left of a lost runner's attempt."""
+
+
+class Executor(Protocol):
+    """Start runners, and the timer."""
+
+    def start_runner(self, job_id: int, token: object) -> int:
+        """Start the runner of claimed job `job_id`, handing it its liveness
+        token; raises OSError when it cannot be started."""
+
+    def start_waker(self, token: object) -> int:
+        """Start the timer, handing it its token."""
+
+    def runner_env(self, token: object | None = None) -> dict[str, str]:
+        """The environment a runner gets."""
+
+
+class Events(Protocol):
+    """Where log records go."""
+
+    def emit(self, event: str, *, level: str = "INFO", job: Job | None = None, message: str, **extra) -> dict:
+        """Build one record and write it; never raises."""
+
+    def close(self) -> None: ...
