@@ -225,3 +225,22 @@ def project(tmp_path, monkeypatch):
     for name in list(sys.modules):
         if name == "testjobs" or name.startswith("testjobs."):
             del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL for the whole session (tests/pgserver.py); the fleet
+    tests skip, saying why, where none can be had."""
+    from tests.pgserver import PgServer
+
+    server = PgServer.start_new()
+    if server is None:
+        pytest.skip(PgServer.why_not)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL."""
+    return pg_server.url(pg_server.new_database())
