@@ -52,7 +52,7 @@ class ForkedRunner:
                 os.setsid()  # first: out of reach of a terminal's Ctrl-C
                 os.close(self._requests)  # job-run's ends: with them open, it would never see end of input
                 os.close(self._replies)
-                requests, replies = _detach(read_fd, reply_w)
+                requests, replies = detach(read_fd, reply_w)
                 code = forked(requests, replies)
             except BaseException:  # noqa: BLE001 - job-run records the job itself
                 pass
@@ -130,7 +130,7 @@ def start() -> ForkedRunner | None:
         return None
 
 
-def _detach(*pipes: int) -> list[int]:
+def detach(*pipes: int) -> list[int]:
     """In the fork: fds 0 to 2 from and to /dev/null (whoever reads job-run's
     output must not wait for the fork), the `pipes` kept above them (job-run
     may have started with one of 0 to 2 closed, and a pipe took it), and no

@@ -778,7 +778,7 @@ def test_a_fork_that_fails_before_it_starts_exits_and_never_acts_as_job_run(proj
         "from bgjobs import fork; from bgjobs.cli.run import main\n"
         "def failing_detach(*pipes):  # the child's first step after setsid\n"
         f"    raise {error}\n"
-        "fork._detach = failing_detach\n"
+        "fork.detach = failing_detach\n"
         "main(['testjobs.tasks.Tasks', 'ok', '--params=once'], fork.start())"
     )
     _single_job(project, project.python(code))
