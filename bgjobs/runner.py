@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 
-from . import allowlist, executor, launcher, lifecycle, procs
+from . import allowlist, executor, launcher, leftovers, lifecycle, procs
 from .context import SIGNALLED
 from .errors import RejectedError, StoreError
 from .job import Job, Status
@@ -199,7 +199,7 @@ class Runner:
         except ValueError:
             info = {}
         if not (info.get("keep_descendants") and stop is None):
-            self._stop_descendants(pid, job.cancel_grace)
+            leftovers.stop(pid, job.cancel_grace)
         self._copy_output(job)
         if self.output_r >= 0:
             os.close(self.output_r)
@@ -213,42 +213,6 @@ class Runner:
         data = _read_all(self.output_r)
         if data:
             self._write_output(data, job)
-
-    def _stop_descendants(self, pgid: int, grace: float) -> None:
-        """Stop what the attempt left running: the rest of its process group,
-        and the processes that left the group and were re-parented to us (we are
-        a subreaper). SIGTERM, then SIGKILL once `grace` seconds have passed.
-        The group is ours while any member lives (the kernel does not reuse a
-        group's id); an orphan is our unreaped child, so its pid is ours too."""
-        deadline, sig = time.monotonic() + grace, signal.SIGTERM
-        while True:
-            _killpg(pgid, sig)
-            orphans = self._orphans()
-            for pid, started in orphans:
-                procs.signal_verified(pid, started, sig, group=False)
-            if not orphans and not procs.group_alive(pgid):
-                return
-            if sig == signal.SIGKILL and time.monotonic() > deadline + 5.0:
-                return  # unkillable (uninterruptible sleep): leave it, said in the docs
-            time.sleep(0.02)
-            if sig == signal.SIGTERM and time.monotonic() >= deadline:
-                sig = signal.SIGKILL
-
-    def _orphans(self) -> list[tuple[int, int]]:
-        """Our children that we did not start ourselves: a job's processes that
-        were re-parented to us. The exited ones are reaped here."""
-        if not procs.has_children():
-            return []
-        mine = executor.tracked_pids()
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            executor.forget(pid)  # one of ours, if it was: reaped now
-        return [(pid, started) for pid, started in procs.children() if pid not in mine]
 
     def _wait(self, job: Job, pid: int):
         """Wait for the attempt; enforce timeout and cancel. Returns (wait status,
