@@ -41,16 +41,20 @@ if CODE_DIR != str(REPO) and not INSTALLED:
 BIN = Path(sys.executable).parent  # the venv the script runs in: its job-run, its python
 PY = str(BIN / "python")
 CPUS = os.cpu_count() or 1
-# For the floors: `_sqlite3` as bgjobs.store.driver imports it in a process with
-# one thread, with a stand-in functools that has lru_cache alone (functools
-# itself, with collections, costs about 5 ms). Code to put before a floor's own.
-SQLITE_AS_BGJOBS = (
-    "import sys, _functools\n"
-    "_f = sys.modules['functools'] = type(sys)('functools')\n"
-    "_f.lru_cache = lambda m=128, t=False: lambda f: _functools._lru_cache_wrapper(f, m, t, tuple)\n"
-    "import _sqlite3\n"
-    "del sys.modules['functools'], _f\n"
-)
+# For the floors: the standard modules bgjobs needs before any of its own code,
+# imported as bgjobs imports them, plainly by their public names (sqlite3 with
+# the store's first connection; json brings re, enum and functools with it). A
+# floor is the same shape of work with these and no bgjobs code. A console
+# script reads and writes the store, logs JSON, signals and locks; a runner
+# does the same and waits on pipes.
+STDLIB = "json, signal, threading, enum, typing, errno, fcntl"  # without the store
+CLI_STDLIB = f"sqlite3, {STDLIB}"
+RUNNER_STDLIB = f"{CLI_STDLIB}, select"
+# What a runner's command line holds: a spawned runner's `python -c RUNNER_CODE`
+# names bgjobs.runner, job-run's fork retitles itself `bgjobs.runner ID`, and
+# the API's warm spare keeps its `python -c SPARE_CODE` (bgjobs.spare) once it
+# has taken a job. An attempt, forked from its runner, shows its runner's.
+RUNNER_MARKS = ("bgjobs.runner", "bgjobs.spare")
 
 # SIGTERM (bench/run_all.py stopping a script, or a user) runs the cleanup in
 # the scripts' finally blocks and context managers, as Ctrl-C does.
@@ -222,13 +226,14 @@ class BenchProject:
 
     # --- processes --------------------------------------------------------------
 
-    def processes(self, what: str | None = None) -> list:
+    def processes(self, what: str | tuple[str, ...] | None = None) -> list:
         """Live processes working in this project (runners, attempts, wakers),
-        optionally only those whose command line contains `what`."""
+        optionally only those whose command line contains `what` (or one of them)."""
         import psutil
 
         from bgjobs import spare
 
+        marks = (what,) if isinstance(what, str) else what
         # This process's warm spare (the API keeps one booted for its next
         # launch) is idle: it belongs to the caller, not to the project's work.
         ours = {os.getpid(), spare.warm_spare_pid()}
@@ -239,7 +244,8 @@ class BenchProject:
                 if proc.pid in ours or info["status"] == psutil.STATUS_ZOMBIE:
                     continue
                 if info["cwd"] and Path(info["cwd"]) == self.root:
-                    if what is None or what in " ".join(info["cmdline"] or ()):
+                    line = " ".join(info["cmdline"] or ())
+                    if marks is None or any(m in line for m in marks):
                         found.append(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
@@ -250,10 +256,9 @@ class BenchProject:
         left, so the next round starts on an idle project. Returns seconds waited."""
         t0 = time.monotonic()
         deadline = t0 + timeout
+        marks = (*RUNNER_MARKS, "bgjobs.waker") if include_waker else RUNNER_MARKS
         while True:
-            procs = self.processes("bgjobs.runner")
-            if include_waker:
-                procs += self.processes("bgjobs.waker")
+            procs = self.processes(marks)
             if not procs:
                 return time.monotonic() - t0
             if time.monotonic() > deadline:
@@ -316,6 +321,59 @@ def run_timed(argv: list[str], env: dict, cwd: Path | str, check: bool = True) -
     if check and proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
     return dt, proc.stdout
+
+
+# --- CPU time -------------------------------------------------------------------
+#
+# CPU time (user + system) is what a job costs the machine, and, unlike wall
+# time, it hardly moves with the machine's other load. A process's own is known
+# only to whoever reaps it (wait4), and includes the children it reaped itself
+# (a runner reaps its attempts). job-run's runner is a fork that outlives
+# job-run, and so is the waker a runner starts: with this process a child
+# subreaper, they are re-parented to it, and reap_orphans() collects theirs.
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (prctl PR_SET_CHILD_SUBREAPER)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _cpu(rusage) -> float:
+    return rusage.ru_utime + rusage.ru_stime
+
+
+def wait_cpu(proc: subprocess.Popen) -> float:
+    """Wait for `proc` (whose pipes are read or closed) with wait4; its CPU seconds."""
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return _cpu(rusage)
+
+
+def reap_orphans() -> float:
+    """Reap the exited children this process did not start itself (re-parented
+    to it as a subreaper), leaving alone those bgjobs' reaper tracks (its warm
+    spare, runners it spawned). Their CPU seconds, with their reaped children's."""
+    import psutil
+
+    from bgjobs import executor
+
+    tracked = executor.tracked_pids()
+    total = 0.0
+    for child in psutil.Process().children():
+        try:
+            if child.pid in tracked or child.status() != psutil.STATUS_ZOMBIE:
+                continue
+            _, _, rusage = os.wait4(child.pid, 0)
+            total += _cpu(rusage)
+        except (psutil.NoSuchProcess, ChildProcessError):
+            pass
+    return total
 
 
 # --- rounds and statistics ------------------------------------------------------

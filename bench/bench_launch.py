@@ -10,7 +10,13 @@
    interpreter, the job's import, its first line). Goal: at most 3x. Measured
    from `job-run` and from run_background_job() in an already-warm process,
    whose warm spare runner takes the job (and, as an info row, with
-   `warm_spare: false`, as before there was one).
+   `warm_spare: false`, as before there was one). From `job-run` also against
+   `python -c pass`, the public-API change's bar: at most 4x.
+
+Also shown, as info rows: the CPU time (user + system) a job costs from
+`job-run`, over every process it takes (job-run, its forked runner, the attempt,
+the waker), against the fresh interpreter running the job. Unlike wall time, it
+hardly moves with the machine's other load.
 
 Each case runs on an idle project: before each, the benchmark waits until the
 last round's runner and waker have exited. Rounds alternate A B, B A, ...
@@ -28,30 +34,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     BIN,
+    CLI_STDLIB,
     PY,
-    SQLITE_AS_BGJOBS,
+    RUNNER_STDLIB,
+    STDLIB,
     BenchProject,
     Report,
+    become_subreaper,
     fmt_ms,
     interleave,
     load_note,
     parser,
+    reap_orphans,
     rounds_of,
     run_timed,
+    wait_cpu,
     wait_file,
 )
 
 GOAL = 3.0
-# The standard modules the work needs, before any bgjobs code: a console script
-# reads and writes the store, logs JSON, signals and locks; a runner the same,
-# and waits on pipes. Imported by a bare interpreter, they show the floor. Each
-# as bgjobs imports it: the C modules (_sqlite3, _json, _signal), without their
-# wrappers' datetime, re and IntEnums, and _sqlite3 without functools
-# (SQLITE_AS_BGJOBS). job-run's own process does not open the store, its fork
-# does: the floor of job-run's shape loads it all before the fork.
-CLI_STDLIB = "_json, _signal, fcntl"
-RUNNER_STDLIB = "_json, _signal, fcntl, select"
-WITH_SQLITE = "`_sqlite3` (without functools, as bgjobs imports it) and "
+# The public-API change's bar: `job-run` → the job's first line at most 4x `python -c pass`.
+GOAL_VS_PASS = 4.0
+# The floors import the standard modules the work needs, as bgjobs imports them
+# (bench/_common.py), and no bgjobs code. job-run's own process does not open
+# the store, its fork does: the floor of job-run's shape imports sqlite3 after
+# its fork, as job-run's runner does.
 
 
 def main() -> int:
@@ -84,7 +91,15 @@ def main() -> int:
         # The floor: what a bare interpreter takes to import only the standard
         # modules a console script of this kind needs, before any bgjobs code.
         def launch_stdlib() -> float:
-            return run_timed([PY, "-c", f"{SQLITE_AS_BGJOBS}import {CLI_STDLIB}"], env, cwd)[0]
+            return run_timed([PY, "-c", f"import {CLI_STDLIB}"], env, cwd)[0]
+
+        # CPU seconds per case, over every process it started (see _common.py:
+        # this process reaps the orphans, job-run's fork and the waker).
+        cpu: dict[str, list[float]] = {"start cli": [], "start bare": [], "start chain floor": []}
+
+        def settle_cpu(case: str, own: float) -> None:
+            proj.quiesce()  # the runner and the waker have exited: reap them
+            cpu[case].append(own + reap_orphans())
 
         def start_cli() -> float:
             mark = proj.mark("cli")
@@ -98,9 +113,12 @@ def main() -> int:
                 stderr=subprocess.PIPE,
             )
             t1 = wait_file(mark)
-            _, err = proc.communicate()
+            err = proc.stderr.read()
+            proc.stderr.close()
+            own = wait_cpu(proc)
             if proc.returncode:
                 raise RuntimeError(f"job-run failed: {err.decode()}")
+            settle_cpu("start cli", own)
             return (t1 - t0) / 1e9
 
         # The API keeps a warm spare runner for its next launch (warm_spare:
@@ -116,29 +134,33 @@ def main() -> int:
         def start_api_no_spare() -> float:
             return start_api(no_spare)
 
-        def start_bare(before: str = "") -> float:
+        def start_bare(before: str = "", case: str | None = "start bare") -> float:
             mark = proj.mark("bare")
             t0 = time.monotonic_ns()
             code = before + stamp_code
             proc = subprocess.Popen([PY, "-c", code, mark], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
             t1 = wait_file(mark)
-            proc.wait()
+            own = wait_cpu(proc)
+            if case:
+                cpu[case].append(own)
             return (t1 - t0) / 1e9
 
         def start_stdlib() -> float:
-            return start_bare(f"{SQLITE_AS_BGJOBS}import {RUNNER_STDLIB}\n")
+            return start_bare(f"import {RUNNER_STDLIB}\n", case=None)
 
         # The floor of job-run's shape, with no bgjobs code (no argument parsing,
-        # no store): an interpreter imports a console script's standard modules
-        # and forks the runner, which forks the attempt, which imports the job's
-        # module and runs it. (A launcher that spawned a fresh interpreter for
-        # its runner instead would be two interpreters in series.)
+        # no store): an interpreter imports a runner's standard modules but
+        # sqlite3 and forks the runner, which imports sqlite3 and forks the
+        # attempt, which imports the job's module and runs it. (A launcher that
+        # spawned a fresh interpreter for its runner instead would be two
+        # interpreters in series.)
         def start_chain_floor() -> float:
             mark = proj.mark("chain")
             code = (
-                f"{SQLITE_AS_BGJOBS}import os, select, {CLI_STDLIB}\n"
+                f"import os, select, {STDLIB}\n"
                 "if os.fork() == 0:\n"
                 "    os.setsid()\n"
+                "    import sqlite3\n"
                 "    if os.fork() == 0:\n"
                 f"        {stamp_code}\n"
                 "        os._exit(0)\n"
@@ -148,7 +170,8 @@ def main() -> int:
             t0 = time.monotonic_ns()
             proc = subprocess.Popen([PY, "-c", code, mark], env=env, cwd=cwd, stdin=subprocess.DEVNULL)
             t1 = wait_file(mark)
-            proc.wait()
+            own = wait_cpu(proc)
+            settle_cpu("start chain floor", own)
             return (t1 - t0) / 1e9
 
         # Returning from the API call: a warm process validates, records and
@@ -178,7 +201,11 @@ def main() -> int:
         def launch_pass_nocache() -> float:
             return run_timed([PY, "-c", "pass"], nocache, cwd)[0]
 
-        between = proj.quiesce
+        def between() -> None:
+            proj.quiesce()
+            reap_orphans()  # e.g. a waker a warm spare started: not the next case's
+
+        subreaper = become_subreaper()
         s = interleave(
             rounds,
             {
@@ -208,13 +235,15 @@ def main() -> int:
             progress="api return / no bytecode cache",
         )
         proj.quiesce()
+    # the warm-up round's are in `cpu` too; drop them
+    cpu = {k: v[-rounds:] for k, v in cpu.items()}
 
     def add(measure, ours, base, goal=None):
         report.compare(measure, ours, base, fmt_ms, goal)
 
     add("1. launch cost: `job-run` vs `python -c pass`", s["job-run"], s["pass"], GOAL)
     add(
-        f"(info) the floor for 1 and 4: a bare interpreter importing only {WITH_SQLITE}`{CLI_STDLIB}`, "
+        f"(info) the floor for 1 and 4: a bare interpreter importing only `{CLI_STDLIB}`, "
         "vs `python -c pass`",
         s["stdlib floor"],
         s["pass"],
@@ -224,6 +253,12 @@ def main() -> int:
         s["start cli"],
         s["start bare"],
         GOAL,
+    )
+    add(
+        "2. time to start: `job-run` → job's first line, vs `python -c pass` (the public-API change's bar)",
+        s["start cli"],
+        s["pass"],
+        GOAL_VS_PASS,
     )
     add(
         "2. time to start: `run_background_job()` → job's first line, vs fresh interpreter "
@@ -238,18 +273,31 @@ def main() -> int:
         s["start bare"],
     )
     add(
-        f"(info) the floor for 2: a fresh interpreter importing only {WITH_SQLITE}`{RUNNER_STDLIB}`, then "
+        f"(info) the floor for 2: a fresh interpreter importing only `{RUNNER_STDLIB}`, then "
         "running the job, vs fresh interpreter running the job",
         s["start stdlib floor"],
         s["start bare"],
     )
     add(
-        f"(info) the floor for 2 from a command: an interpreter importing only {WITH_SQLITE}`{RUNNER_STDLIB}` "
-        "forks a runner, which forks the attempt, which runs the job (job-run's shape, with no "
-        "bgjobs code), vs fresh interpreter running the job",
+        f"(info) the floor for 2 from a command: an interpreter importing only `{STDLIB}, select` "
+        "forks a runner, which imports sqlite3 and forks the attempt, which runs the job "
+        "(job-run's shape, with no bgjobs code), vs fresh interpreter running the job",
         s["start chain floor"],
         s["start bare"],
     )
+    if subreaper:
+        add(
+            "(info) CPU per job from `job-run` (user + system: job-run, its forked runner, the "
+            "attempt, the waker), vs a fresh interpreter running the job",
+            cpu["start cli"],
+            cpu["start bare"],
+        )
+        add(
+            "(info) CPU of the floor of job-run's shape (the processes of the row above that "
+            "names it), vs a fresh interpreter running the job",
+            cpu["start chain floor"],
+            cpu["start bare"],
+        )
     add(
         "(info) `run_background_job()` returns (it waits for the warm spare's claim), vs "
         "`Popen(python -c pass)` returns",
@@ -267,6 +315,8 @@ def main() -> int:
         "Children run with bytecode caching on (PYTHONPYCACHEPREFIX in the temp project), "
         "as a user's machine has it; the last row shows the sandbox's setting."
     )
+    if not subreaper:
+        report.note("No CPU rows: this process could not become a child subreaper to reap job-run's fork.")
     report.note(f"{code}. IQR is the 25th–75th percentile over the rounds; {load_note()} at the end.")
     report.emit(args.json)
     return 0
