@@ -30,12 +30,14 @@ REPO = Path(__file__).resolve().parent.parent
 # two versions into one table; with BENCH_INSTALLED=1 it has also installed
 # that snapshot as a regular package into a fresh venv and runs the scripts with
 # that venv's python (what a user gets: no editable-install hook at start-up).
-# Otherwise the snapshot goes first on sys.path here and on PYTHONPATH for every
-# process a benchmark starts (job-run, runners, attempts).
+# Otherwise the code goes first on sys.path here and on PYTHONPATH for every
+# process a benchmark starts (job-run, runners, attempts). Installed, nothing
+# goes on sys.path: this process (a caller of the API) must run the installed
+# snapshot too, not the work tree, which may differ (a warm spare, for one,
+# takes no job from a caller whose Config it does not recognize).
 CODE_DIR = os.environ.get("BENCH_CODE_DIR") or str(REPO)
 INSTALLED = os.environ.get("BENCH_INSTALLED") == "1"
-sys.path.insert(0, str(REPO))
-if CODE_DIR != str(REPO) and not INSTALLED:
+if not INSTALLED:
     sys.path.insert(0, CODE_DIR)
 
 BIN = Path(sys.executable).parent  # the venv the script runs in: its job-run, its python
@@ -177,7 +179,11 @@ class BenchProject:
         return env
 
     def code_note(self) -> str:
-        """Where the processes a benchmark starts import bgjobs from (checked)."""
+        """Where the processes a benchmark starts import bgjobs from, and this
+        one (checked: the same)."""
+        import bgjobs
+
+        here = Path(bgjobs.__file__).resolve().parent.parent
         out = subprocess.run(
             [PY, "-c", "import bgjobs; print(bgjobs.__file__)"],
             env=self._env,
@@ -185,7 +191,9 @@ class BenchProject:
             capture_output=True,
             text=True,
         ).stdout.strip()
-        where = Path(out).parent.parent if out else Path("?")
+        where = Path(out).resolve().parent.parent if out else Path("?")
+        if where != here:
+            raise RuntimeError(f"benchmark processes import bgjobs from {where}, this one from {here}")
         if INSTALLED:
             if not str(where).startswith(str(BIN.parent)):
                 raise RuntimeError(f"benchmark processes import bgjobs from {where}, not {BIN.parent}")
