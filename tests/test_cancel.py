@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +16,8 @@ import pytest
 from bgjobs import api
 from bgjobs.errors import AlreadyFinal, NoSuchJob
 from bgjobs.executor import WAKER_CODE
-from tests.conftest import REPO, cmdline, wait_until
+from tests.conftest import cmdline, wait_until
+from tests.programs import program, run_program
 
 
 def _alive(pid: int) -> bool:
@@ -67,26 +69,11 @@ def test_except_exception_does_not_swallow_cancel_and_finally_runs(project, tmp_
     assert result.job.exception is None or result.job.status.value == "cancelled"
 
 
-SLOW_IMPORT = """
-import os, time
-from pathlib import Path
-
-if os.getpid() != int(os.environ["SLOW_IMPORT_CALLER"]):  # in the attempt, not when checked
-    Path(os.environ["SLOW_IMPORT_READY"]).write_text("importing")
-    time.sleep(60)  # a module that takes long to import: the job's own handler is not in yet
-
-
-class Slow:
-    def run(self) -> None:
-        pass
-"""
-
-
 def test_a_cancel_before_the_job_has_begun_is_not_a_kill_after_the_grace(project, tmp_path, monkeypatch):
     # While the attempt still imports the job's module, a cancel's SIGTERM must
     # stop it: the runner's handler it inherited would only set a flag, and the
     # cancel would wait out the grace period, then SIGKILL.
-    (project.root / "testjobs" / "slow.py").write_text(SLOW_IMPORT)
+    shutil.copy(program("slowjobs"), project.root / "testjobs" / "slow.py")
     project.write_config(allowed_classes=["testjobs.slow.Slow"])
     ready = tmp_path / "ready"
     monkeypatch.setenv("SLOW_IMPORT_READY", str(ready))
@@ -294,28 +281,7 @@ def test_group_members_are_the_live_ones_after_the_leader_exits(tmp_path):
 @pytest.mark.slow
 def test_no_zombies_in_a_long_lived_caller(project):
     project.write_config(max_concurrent=8)
-    code = f"""
-import os, time, sys
-sys.path.insert(0, {str(REPO)!r})
-from bgjobs import api
-from tests.conftest import zombie_children
-cfg = {str(project.config_path)!r}
-ids = [api.run_background_job('testjobs.tasks.Tasks', 'ok', str(i), config=cfg) for i in range(50)]
-deadline = time.monotonic() + 90
-while time.monotonic() < deadline:
-    if all(api.get_job(i, config=cfg, refresh=False).is_final for i in ids):
-        break
-    time.sleep(0.1)
-else:
-    sys.exit('jobs did not finish')
-def zombies():
-    return zombie_children(os.getpid())
-deadline = time.monotonic() + 10
-while zombies() and time.monotonic() < deadline:
-    time.sleep(0.05)
-print(len(zombies()))
-"""
-    proc = project.python(code, timeout=150)
+    proc = run_program(project, "no_zombies", project.config_path, timeout=150)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0"
 
