@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import BIN
+from tests.overlap import peak_concurrency
 from tests.programs import run_program
 
 
@@ -103,6 +104,9 @@ def test_fifty_concurrent_job_runs(project):
         assert project.wait_final(job_id, timeout=60).status.value == "succeeded"
     records = project.records()  # every line parses
     assert sum(r["event"] == "succeeded" for r in records) == 50
+    # Within the limit all along, by the jobs' own timestamps (each inside its slot).
+    jobs = [project.job(job_id) for job_id in ids]
+    assert peak_concurrency((job.started_at, job.finished_at) for job in jobs) <= 4
 
 
 def test_job_status_table_and_json(project):

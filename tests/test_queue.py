@@ -12,6 +12,7 @@ import pytest
 from bgjobs import api
 from bgjobs.errors import RejectedError
 from tests.conftest import wait_until
+from tests.overlap import peak_concurrency, recorded_spans
 
 
 def _starts(marker) -> list[dict]:
@@ -36,40 +37,52 @@ def test_queue_takes_lower_priority_value_first_then_oldest(project, tmp_path):
     assert [ids[i] for i in started] == ["d", "b", "e", "a", "c"]
 
 
-@pytest.mark.slow
-def test_never_more_than_the_limit_running(project):
-    project.write_config(max_concurrent=2)
-    ids = [project.submit("sleep", 0.1) for _ in range(30)]
+def _run_spans(project, marker, count: int, seconds: float) -> list[tuple[float, float]]:
+    """Launch `count` jobs that each run for `seconds` and record when they ran in
+    `marker`; wait (without a dispatch of ours: the runners take the queue)
+    until all have succeeded. Returns their [start, end) spans."""
+    ids = [project.submit("record_span", str(marker), seconds) for _ in range(count)]
     store = project.rt.store
-    peak = 0
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        counts = store.counts()
-        peak = max(peak, counts.get("running", 0))
-        if counts.get("succeeded", 0) == 30:
-            break
-        time.sleep(0.005)
+    wait_until(
+        lambda: store.counts().get("succeeded", 0) == count, timeout=90, what=f"all {count} jobs to succeed"
+    )
+    assert all(project.job(i).status.value == "succeeded" for i in ids)
+    spans = recorded_spans(marker)
+    assert len(spans) == count
+    return spans
+
+
+def test_peak_concurrency_counts_overlapping_runs():
+    assert peak_concurrency([]) == 0
+    assert peak_concurrency([(0, 1), (1, 2), (2, 3)]) == 1  # back to back: never two at once
+    assert peak_concurrency([(0, 2), (1, 3), (2, 4)]) == 2
+    assert peak_concurrency([(0, 10), (1, 2), (1.5, 3.5), (3, 4)]) == 3
+
+
+@pytest.mark.slow
+def test_never_more_than_the_limit_running(project, tmp_path):
+    project.write_config(max_concurrent=2)
+    peak = peak_concurrency(_run_spans(project, tmp_path / "spans.jsonl", 30, 0.1))
     assert peak <= 2
     assert peak == 2
-    assert all(project.job(i).status.value == "succeeded" for i in ids)
 
 
-def test_per_class_limit(project, tmp_path):
-    project.write_config(
-        max_concurrent=4,
-        allowed_classes=[
-            {"class": "testjobs.tasks.Tasks", "max_concurrent": 1},
-            "testjobs.tasks.Cooperative",
-        ],
-    )
-    first = project.submit("sleep", 30)
-    second = project.submit("sleep", 30)
-    project.wait_status(first, "running")
-    api.list_jobs(config=project.config_path)
-    assert project.job(second).status.value == "queued"
-    api.cancel_job(first, grace=0.2, config=project.config_path)
-    project.wait_status(second, "running")
-    api.cancel_job(second, grace=0.2, config=project.config_path)
+def test_the_peak_shows_more_running_than_a_lower_limit_allows(project, tmp_path):
+    # The negative control for the test above: the same measure, where the limit
+    # lets more than 2 run at once, sees them (as it would an overshoot of 2).
+    project.write_config(max_concurrent=6)
+    assert 2 < peak_concurrency(_run_spans(project, tmp_path / "spans.jsonl", 6, 2.0)) <= 6
+
+
+@pytest.mark.parametrize("class_limit", [1, None], ids=["limited", "control"])
+def test_per_class_limit_holds_for_the_whole_run(project, tmp_path, class_limit):
+    policy = {"class": "testjobs.tasks.Tasks"} | ({"max_concurrent": class_limit} if class_limit else {})
+    project.write_config(max_concurrent=4, allowed_classes=[policy, "testjobs.tasks.Cooperative"])
+    peak = peak_concurrency(_run_spans(project, tmp_path / "spans.jsonl", 3, 1.5))
+    if class_limit:
+        assert peak == 1
+    else:
+        assert peak > 1  # the control: without the class's limit, the same jobs overlap
 
 
 def test_job_runs_at_its_niceness(project, tmp_path):
