@@ -74,6 +74,24 @@ def test_the_peak_shows_more_running_than_a_lower_limit_allows(project, tmp_path
     assert 2 < peak_concurrency(_run_spans(project, tmp_path / "spans.jsonl", 6, 2.0)) <= 6
 
 
+def test_per_class_limit(project, tmp_path):
+    project.write_config(
+        max_concurrent=4,
+        allowed_classes=[
+            {"class": "testjobs.tasks.Tasks", "max_concurrent": 1},
+            "testjobs.tasks.Cooperative",
+        ],
+    )
+    first = project.submit("sleep", 30)
+    second = project.submit("sleep", 30)
+    project.wait_status(first, "running")
+    api.list_jobs(config=project.config_path)
+    assert project.job(second).status.value == "queued"
+    api.cancel_job(first, grace=0.2, config=project.config_path)
+    project.wait_status(second, "running")
+    api.cancel_job(second, grace=0.2, config=project.config_path)
+
+
 @pytest.mark.parametrize("class_limit", [1, None], ids=["limited", "control"])
 def test_per_class_limit_holds_for_the_whole_run(project, tmp_path, class_limit):
     policy = {"class": "testjobs.tasks.Tasks"} | ({"max_concurrent": class_limit} if class_limit else {})
