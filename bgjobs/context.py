@@ -46,6 +46,13 @@ _last_write = 0.0
 _pending: tuple | None = None
 
 
+def leave() -> None:
+    """Forget the current job and its progress channel: the inverse of `enter`."""
+    global _current, _store
+    _current = None
+    _store = None
+
+
 def current_job() -> JobContext | None:
     """The running job's id and attempt, or None outside a job."""
     return _current

@@ -107,6 +107,7 @@ class Job(NamedTuple):
     user: str | None
     retry_of: int | None
     output_error: str | None  # why its output was lost, if it was
+    host: str | None = None  # fleet mode: the host whose runner has the job
 
     @classmethod
     def from_row(cls, row) -> Job:
@@ -121,7 +122,7 @@ class Job(NamedTuple):
         for name in _NUMBERS:
             if type(d[name]) not in (int, float):
                 d[name] = None
-        return cls._make([d[name] for name in cls._fields])
+        return cls._make([d.get(name) for name in cls._fields])
 
     @property
     def defect(self) -> str | None:
@@ -213,6 +214,7 @@ class Job(NamedTuple):
             "user": self.user,
             "retry_of": self.retry_of,
             "output_error": self.output_error,
+            "host": self.host,
         }
 
 

@@ -189,8 +189,7 @@ def test_progress_is_rate_limited():
         context.flush_progress()
         assert writes[-1] == pytest.approx(9_999 / 10_000)
     finally:
-        context._current = None
-        context._store = None
+        context.leave()
 
 
 def test_current_job_gives_id_and_attempt(project, tmp_path):
