@@ -4,8 +4,13 @@ Each transition is one compare-and-set (`UPDATE ... WHERE id = ? AND status IN
 (...)`) inside `BEGIN IMMEDIATE`, so two racing writers cannot both win. The
 functions here are the only code that changes a job's status.
 
-This class is the seam for a second implementation (a shared database for a
-fleet of machines): callers use its methods, never SQL.
+This class is one implementation of the store seam (bgjobs.seams.Store); the
+other is PostgreSQL's, for a fleet of hosts (bgjobs.pgstore). Callers use its
+methods, never SQL.
+
+Runner-side writes are fenced: given `attempt=`, a write also requires the
+row to be at that attempt, so a runner whose attempt is over (its job was
+taken for lost and started again) changes nothing.
 
 A file that cannot serve as the store (not a bgjobs database, damaged, of a
 newer schema, deleted while open, on a full disk) is a StoreError that names
@@ -377,6 +382,21 @@ class Store:
         )
         return row[0]
 
+    @_translated
+    def running_on(self, host: str) -> int:
+        """How many jobs run on host `host`: every running job of a SQLite
+        store runs on this host, whatever its name."""
+        row = self._conn().execute(f"SELECT COUNT(*) FROM jobs INDEXED BY jobs_running WHERE {RUNNING_SQL}")
+        return row.fetchone()[0]
+
+    @_translated
+    def due_count(self, limit: int | None = None) -> int:
+        """How many waiting jobs are due now; counted up to `limit` at most."""
+        sql = f"SELECT 1 FROM jobs INDEXED BY jobs_waiting_run_after WHERE {WAITING_SQL} AND run_after <= ?"
+        if limit is not None:
+            sql += f" LIMIT {max(int(limit), 0)}"
+        return self._conn().execute(f"SELECT COUNT(*) FROM ({sql})", (time.time(),)).fetchone()[0]
+
     # --- transitions --------------------------------------------------------
 
     @_translated
@@ -410,10 +430,13 @@ class Store:
         class_limits: dict[str, int],
         accept: Callable[[Job], object | None],
         now: float | None = None,
+        host_slots: int | None = None,
     ) -> list[tuple[Job, object]]:
         """queued/retrying -> running, for due jobs, lowest priority value first,
         then oldest, within the global and per-class limits. `accept(job)`
         returns a token (the runner's lock) or None to skip the job.
+        `host_slots` caps the jobs running on this host; every job of a SQLite
+        store runs on this host, so it is a second global cap here.
 
         A class at its limit is left out in SQL, so no backlog of it keeps
         another class's job from a free slot. A due row that cannot be run as
@@ -429,6 +452,8 @@ class Store:
                 ).fetchall()
             )
             free = max_running - sum(per_class.values())
+            if host_slots is not None:
+                free = min(free, host_slots - sum(per_class.values()))
             full = {c for c, limit in class_limits.items() if per_class.get(c, 0) >= limit}
             after: tuple | None = None  # the claim-order key of the last row accept() refused
             refusals_left = max(free * 4, 64)  # as many as it may look at before it gives up
@@ -488,19 +513,18 @@ class Store:
             return self._get(conn, job_id) if cur.rowcount else None
 
     @_translated
-    def set_attempt_process(self, job_id: int, pid: int, pid_start: int | None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                f"UPDATE jobs SET pid = ?, pid_start = ?, updated_at = ? WHERE id = ? AND {RUNNING_SQL}",
-                (pid, pid_start, time.time(), job_id),
-            )
+    def set_attempt_process(
+        self, job_id: int, pid: int, pid_start: int | None, *, attempt: int | None = None
+    ) -> None:
+        self._cas(job_id, (Status.RUNNING,), fence=attempt, read=False, pid=pid, pid_start=pid_start)
 
     @_translated
-    def succeed(self, job_id: int, result: str | None) -> Job | None:
+    def succeed(self, job_id: int, result: str | None, *, attempt: int | None = None) -> Job | None:
         """running -> succeeded."""
         return self._finish(
             job_id,
             Status.SUCCEEDED,
+            fence=attempt,
             result=result,
             error=None,
             exception=None,
@@ -510,19 +534,26 @@ class Store:
         )
 
     @_translated
-    def fail_attempt(self, job_id: int, *, retry_at: float | None, **outcome) -> Job | None:
+    def fail_attempt(
+        self, job_id: int, *, retry_at: float | None, attempt: int | None = None, **outcome
+    ) -> Job | None:
         """running -> retrying (when `retry_at` is set) or -> failed."""
         if retry_at is None:
-            return self._finish(job_id, Status.FAILED, **outcome)
+            return self._finish(job_id, Status.FAILED, fence=attempt, **outcome)
         return self._cas(
-            job_id, (Status.RUNNING,), status=Status.RETRYING.value, run_after=retry_at, **outcome
+            job_id,
+            (Status.RUNNING,),
+            fence=attempt,
+            status=Status.RETRYING.value,
+            run_after=retry_at,
+            **outcome,
         )
 
     @_translated
-    def cancelled(self, job_id: int, **outcome) -> Job | None:
+    def cancelled(self, job_id: int, *, attempt: int | None = None, **outcome) -> Job | None:
         """running -> cancelled, after the runner stopped the attempt. A cancel
         is not an exception: one an earlier attempt left is cleared."""
-        return self._finish(job_id, Status.CANCELLED, **{"exception": None, **outcome})
+        return self._finish(job_id, Status.CANCELLED, fence=attempt, **{"exception": None, **outcome})
 
     @_translated
     def cancel_waiting(self, job_id: int, source: str, user: str | None) -> Job | None:
@@ -564,41 +595,53 @@ class Store:
         )
 
     @_translated
-    def set_output_error(self, job_id: int, why: str) -> None:
+    def set_output_error(self, job_id: int, why: str, *, attempt: int | None = None) -> None:
         """Note that the job's output is lost from here on, and why (the job runs on)."""
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE jobs SET output_error = ?, updated_at = ? WHERE id = ?", (why, time.time(), job_id)
-            )
+        self._cas(job_id, None, fence=attempt, read=False, output_error=why)
 
     @_translated
-    def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? "
-                f"WHERE id = ? AND {RUNNING_SQL}",
-                (fraction, message, time.time(), job_id),
-            )
+    def set_progress(
+        self, job_id: int, fraction: float | None, message: str | None, *, attempt: int | None = None
+    ) -> None:
+        self._cas(
+            job_id, (Status.RUNNING,), fence=attempt, read=False, progress=fraction, progress_message=message
+        )
 
     # --- helpers ------------------------------------------------------------
 
     def _get(self, conn: sqlite3.Connection, job_id: int) -> Job:
         return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
-    def _finish(self, job_id: int, status: Status, **values) -> Job | None:
-        return self._cas(job_id, (Status.RUNNING,), status=status.value, finished_at=time.time(), **values)
+    def _finish(self, job_id: int, status: Status, *, fence: int | None = None, **values) -> Job | None:
+        return self._cas(
+            job_id, (Status.RUNNING,), fence=fence, status=status.value, finished_at=time.time(), **values
+        )
 
-    def _cas(self, job_id: int, expected: tuple[Status, ...], **values) -> Job | None:
-        """The one compare-and-set: set `values` if the job is in `expected`."""
+    def _cas(
+        self,
+        job_id: int,
+        expected: tuple[Status, ...] | None,
+        *,
+        fence: int | None = None,
+        read: bool = True,
+        **values,
+    ) -> Job | None:
+        """The one compare-and-set: set `values` if the job is in `expected`
+        (any status, for None) and, with `fence`, at attempt `fence`. Returns
+        the job as changed (without `read`: None, and no read), or None."""
         values["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in values)
-        exp = [s.value for s in expected]
+        sql, args = f"UPDATE jobs SET {sets} WHERE id = ?", [*values.values(), job_id]
+        if expected is not None:
+            exp = [s.value for s in expected]
+            sql += f" AND status IN ({_placeholders(exp)})"
+            args.extend(exp)
+        if fence is not None:
+            sql += " AND attempt = ?"
+            args.append(fence)
         with self._tx() as conn:
-            cur = conn.execute(
-                f"UPDATE jobs SET {sets} WHERE id = ? AND status IN ({_placeholders(exp)})",
-                [*values.values(), job_id, *exp],
-            )
-            return self._get(conn, job_id) if cur.rowcount else None
+            cur = conn.execute(sql, args)
+            return self._get(conn, job_id) if cur.rowcount and read else None
 
 
 def _take(conn: sqlite3.Connection, job: Job, now: float) -> Job:
