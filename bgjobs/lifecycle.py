@@ -11,6 +11,12 @@ writes a transition's record.
 
 A function returns the job as the transition left it, or None when the
 compare-and-set lost (the job was not in the state the transition starts from).
+
+The runner's transitions (succeeded, attempt_failed, cancelled, output_lost)
+are fenced by the job's attempt (`attempt=job.attempt`): a runner whose
+attempt is over, because its job was taken for lost and started again
+(elsewhere, in a fleet), changes nothing. Reconcile's (lost, start_failed) are
+not: they settle a job whose runner is gone.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ def started(rt: Wiring, job: Job, pid: int) -> None:
 
 def succeeded(rt: Wiring, job: Job, result: str | None) -> Job | None:
     """running -> succeeded."""
-    done = rt.store.succeed(job.id, result)
+    done = rt.store.succeed(job.id, result, attempt=job.attempt)
     if done:
         rt.events.emit(
             "succeeded", job=done, message=f"job {job.id} succeeded", duration=done.duration, result=result
@@ -107,14 +113,44 @@ def attempt_failed(
     permanent: bool = False,
     event: str = "attempt_failed",
 ) -> Job | None:
-    """running -> retrying (attempts left, after the backoff) or failed.
-    `event` is the failed attempt's record: attempt_failed, or timed_out."""
+    """running -> retrying (attempts left, after the backoff) or failed, for
+    the runner of `job`'s attempt. `event` is the failed attempt's record:
+    attempt_failed, or timed_out."""
+    return _failed(
+        rt,
+        job,
+        exception=exception,
+        error=error,
+        traceback=traceback,
+        exit_code=exit_code,
+        exit_signal=exit_signal,
+        permanent=permanent,
+        event=event,
+        attempt=job.attempt,
+    )
+
+
+def _failed(
+    rt: Wiring,
+    job: Job,
+    *,
+    exception: str | None,
+    error: str | None,
+    traceback: str | None = None,
+    exit_code: int | None = None,
+    exit_signal: int | None = None,
+    permanent: bool = False,
+    event: str = "attempt_failed",
+    attempt: int | None,
+) -> Job | None:
+    """attempt_failed's transition, fenced by `attempt` (None: not fenced)."""
     retry_at = None
     if job.attempts_left and not permanent:
         retry_at = time.time() + job.next_retry_delay()
     done = rt.store.fail_attempt(
         job.id,
         retry_at=retry_at,
+        attempt=attempt,
         exception=exception,
         error=error,
         exit_code=exit_code,
@@ -140,7 +176,9 @@ def attempt_failed(
 
 def cancelled(rt: Wiring, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
     """running -> cancelled, once the runner has stopped the attempt."""
-    done = rt.store.cancelled(job.id, error=why, exit_code=exit_code, exit_signal=exit_signal)
+    done = rt.store.cancelled(
+        job.id, attempt=job.attempt, error=why, exit_code=exit_code, exit_signal=exit_signal
+    )
     if done:
         _cancelled_record(rt, done, f"job {job.id} {why}", duration=done.duration)
     return done
@@ -212,13 +250,15 @@ def start_failed(rt: Wiring, job: Job, exc: OSError) -> Job | None:
     begun = rt.store.start_attempt(job.id, None, None)
     if begun is None:
         return None
-    return attempt_failed(rt, begun, exception=type(exc).__name__, error=f"could not start its runner: {exc}")
+    return _failed(
+        rt, begun, exception=type(exc).__name__, error=f"could not start its runner: {exc}", attempt=None
+    )
 
 
 def output_lost(rt: Wiring, job: Job, why: str) -> None:
     """The job's output cannot be written (a full disk, a file size limit): the
     job runs on, and its row and the errors log say its output was lost."""
-    rt.store.set_output_error(job.id, why)
+    rt.store.set_output_error(job.id, why, attempt=job.attempt)
     rt.events.emit(
         "output_lost",
         level="ERROR",
