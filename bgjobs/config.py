@@ -8,6 +8,7 @@ from typing import NamedTuple
 from .errors import ConfigError
 
 ENV_VAR = "BGJOBS_CONFIG"
+HOST_ENV_VAR = "BGJOBS_HOST"  # overrides the `host` key
 DEFAULT_NAME = "config.yaml"
 # A config is a few KB; one this large is a mistake (or an attack on memory).
 MAX_BYTES = 1024 * 1024
@@ -24,7 +25,15 @@ _TOP_KEYS = _POLICY_KEYS | {
     "log_backups",
     "warm_spare",
     "output_max_bytes",
+    "store",
+    "executor",
+    "host",
+    "worker_slots",
+    "fence_after",
 }
+EXECUTORS = ("local", "procrastinate")
+_STORE_SCHEMES = ("postgresql", "postgres")
+_NO_PASSWORDS = "passwords never live in config.yaml; use libpq's passfile (~/.pgpass) or PGPASSWORD"
 
 
 class Policy(NamedTuple):
@@ -75,6 +84,13 @@ class Config(NamedTuple):
     log_backups: int
     warm_spare: bool = True
     output_max_bytes: int = 10 * 1024 * 1024
+    # Fleet mode (docs/fleet.md). `store` is None for the SQLite file
+    # (db_path), or a postgresql:// URL, never with a password in it.
+    store: str | None = None
+    executor: str = "local"
+    host: str = "localhost"  # this host's name in the fleet ($BGJOBS_HOST, else the host name)
+    worker_slots: int = 1  # jobs this host runs at once in fleet mode
+    fence_after: float = 30.0  # seconds a runner goes on without the store before it stops its attempt
 
     @property
     def root(self) -> str:
@@ -87,7 +103,13 @@ class Config(NamedTuple):
 
     @property
     def db_path(self) -> str:
+        """The SQLite store's file (used when `store` is None)."""
         return os.path.join(self.state_dir, "jobs.sqlite3")
+
+    @property
+    def store_label(self) -> str:
+        """The job store as messages name it: the SQLite file, or the URL."""
+        return self.db_path if self.store is None else self.store
 
     @property
     def main_log(self) -> str:
@@ -289,6 +311,48 @@ def parse_config(raw: object, file: str) -> Config:
         log_backups=v.non_negative_int(raw, "log_backups", 5, ""),
         warm_spare=v.boolean(raw, "warm_spare", True, ""),
         output_max_bytes=v.integer(raw, "output_max_bytes", 10 * 1024 * 1024, "", 1024, 2**50),
+        **_fleet(v, raw),
+    )
+
+
+def _fleet(v: _Validator, raw: dict) -> dict:
+    """The fleet keys (docs/fleet.md), validated; their defaults keep the
+    SQLite store and the local executor."""
+    store = v.store_url(raw)
+    executor = raw.get("executor", "local")
+    if executor not in EXECUTORS:
+        v.fail("executor", f"must be one of {', '.join(EXECUTORS)}", executor)
+    if executor == "procrastinate" and store is None:
+        raise ConfigError(f"{v.file}: key 'executor': executor: procrastinate needs store: postgresql://...")
+    host, what = os.environ.get(HOST_ENV_VAR), f"{HOST_ENV_VAR} (which overrides key 'host')"
+    if host is None:
+        host, what = raw.get("host"), "key 'host'"
+    if host is None:
+        host = os.uname().nodename  # socket.gethostname(), without importing socket
+        host = host if _host_name_ok(host) else "localhost"
+    if not _host_name_ok(host):
+        raise ConfigError(
+            f"{v.file}: {what} must be this host's name in the fleet: 1 to 255 printable characters, "
+            f"no spaces; got {_kind(host)}"
+        )
+    fence_after = v.number(raw, "fence_after", 30.0, "", minimum=1.0)
+    if fence_after > 86400:
+        v.fail("fence_after", "must be a number of seconds from 1 to 86400", fence_after)
+    return dict(
+        store=store,
+        executor=executor,
+        host=host,
+        worker_slots=v.integer(raw, "worker_slots", os.cpu_count() or 1, "", 1, 10**6),
+        fence_after=fence_after,
+    )
+
+
+def _host_name_ok(host: object) -> bool:
+    return (
+        isinstance(host, str)
+        and 0 < len(host) <= 255
+        and host.isprintable()
+        and not any(c.isspace() for c in host)
     )
 
 
@@ -355,6 +419,30 @@ class _Validator:
             cancel_grace=self.number(mapping, "cancel_grace", base.cancel_grace, prefix),
             priority=self.integer(mapping, "priority", base.priority, prefix, -20, 19),
         )
+
+    def store_url(self, mapping: dict) -> str | None:
+        """`store`: None (the SQLite file), or a postgresql:// URL with no
+        password in it. An error never shows a password it found."""
+        value = mapping.get("store")
+        if value is None:
+            return None
+        what = "must be null (the SQLite file state_dir/jobs.sqlite3) or a postgresql:// URL"
+        if not isinstance(value, str):
+            self.fail("store", what, value)
+        from urllib.parse import parse_qsl, urlsplit
+
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in _STORE_SCHEMES:
+            got = f"a URL of scheme '{scheme}'" if scheme else "no URL (it has no postgresql:// scheme)"
+            raise ConfigError(f"{self.file}: key 'store' {what}; got {got}")
+        try:
+            parts = urlsplit(value)
+            password = parts.password is not None or any(k == "password" for k, _ in parse_qsl(parts.query))
+        except ValueError as exc:
+            raise ConfigError(f"{self.file}: key 'store' is not a URL that can be read ({exc})") from None
+        if password:
+            raise ConfigError(f"{self.file}: key 'store' holds a password: {_NO_PASSWORDS}")
+        return value
 
     def directory(self, mapping, key, default, root: str) -> str:
         value = mapping.get(key, default)

@@ -1,5 +1,8 @@
 """The one place that builds the seams (bgjobs.seams) from a config: today's
-single-host implementations. Every process works with one `Wiring` per config."""
+single-host implementations, with the job store in the SQLite file or, when
+`store:` is a postgresql:// URL, in PostgreSQL (bgjobs.pgstore; the other
+fleet seams are still the local ones, see docs/fleet.md). Every process works
+with one `Wiring` per config."""
 
 from __future__ import annotations
 
@@ -43,14 +46,7 @@ def wire(config: Config | str | os.PathLike | None = None) -> Wiring:
     if rt is None:
         rt = Wiring(
             config=config,
-            # A new store never hands out an id that an output file or a log
-            # record already names (the store was moved aside, say).
-            store=SqliteStore(
-                config.db_path,
-                id_floor=lambda: highest_used_id(
-                    os.path.join(config.log_dir, "jobs"), (config.main_log, f"{config.main_log}.1")
-                ),
-            ),
+            store=build_store(config),
             events=EventLog.for_config(config),
             liveness=FlockLiveness(config.state_dir),
             signaller=PidSignaller(),
@@ -58,3 +54,20 @@ def wire(config: Config | str | os.PathLike | None = None) -> Wiring:
         )
         _cache[key] = rt
     return rt
+
+
+def build_store(config: Config) -> Store:
+    """The job store `config` names: the SQLite file, or PostgreSQL (imported
+    only then). A new store never hands out an id that an output file or a
+    log record of this host already names (the store was moved aside, say)."""
+
+    def id_floor() -> int:
+        return highest_used_id(
+            os.path.join(config.log_dir, "jobs"), (config.main_log, f"{config.main_log}.1")
+        )
+
+    if config.store is None:
+        return SqliteStore(config.db_path, id_floor=id_floor)
+    from .pgstore import PgStore
+
+    return PgStore(config.store, config.host, id_floor=id_floor)
