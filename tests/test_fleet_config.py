@@ -225,3 +225,29 @@ def test_a_store_given_a_password_from_python_never_shows_it():
         store.get(1)
     assert "s3cret" not in str(caught.value) and "s3cret" not in caught.value.path
     assert f"database jobsdb at 127.0.0.1:{port}" in str(caught.value)
+
+
+def test_one_host_on_a_postgresql_store_runs_jobs_to_their_end(project, pg_url):
+    """Until the fleet's other seams land, a PostgreSQL store serves one host
+    with the local ones: a job succeeds, a failing one is retried then fails,
+    a delayed one waits, and a running one is cancelled."""
+    project.write_config(store=pg_url, max_retries=1)
+    ok = project.submit("ok")
+    boom = project.submit("fail")
+    assert project.wait_final(ok).status.value == "succeeded"
+    failed = project.wait_final(boom)
+    assert failed.status.value == "failed" and failed.attempt == 2
+    assert project.rt.store.path == pg_url  # the rows are in PostgreSQL, not the file
+    assert not (project.root / "state" / "jobs.sqlite3").exists()
+    proc = project.cli("job-status", str(ok), "--json", check=True)
+    assert '"status": "succeeded"' in proc.stdout
+    delayed = project.submit("ok", delay=1.0)
+    long = project.submit("sleep", 600)
+    project.wait_status(long, "running")
+    assert project.rt.store.get(delayed).status.value == "queued"
+    proc = project.cli("job-cancel", str(long), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert project.job(long).status.value == "cancelled"
+    assert project.wait_final(delayed).status.value == "succeeded"
+    from_cli = int(project.cli("job-run", "testjobs.tasks.Tasks", "ok", check=True).stdout)
+    assert project.wait_final(from_cli).status.value == "succeeded"
