@@ -354,11 +354,14 @@ def test_claim_next_due_and_has_waiting_read_only_indexes(tmp_path):
             ),
             store.next_due,
             store.has_waiting,
+            lambda: store.due_count(limit=5),
+            lambda: store.running_on("here"),
         ],
     )
     claim = [sql for sql in plans if "ORDER BY priority, created_at, id" in sql]
     assert any("NOT IN" in sql and "> (" in sql for sql in claim), claim
     assert any("MIN(run_after)" in sql for sql in plans) and any(sql.startswith("SELECT 1") for sql in plans)
+    assert sum("SELECT COUNT(*) FROM" in sql for sql in plans) == 2  # due_count, running_on
     for sql, plan in plans.items():
         for step in plan:
             assert step != "SCAN jobs" and "TEMP B-TREE" not in step, (sql, plan)
