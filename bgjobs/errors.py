@@ -10,7 +10,7 @@ EXIT_NO_JOB = 3
 EXIT_ALREADY_FINAL = 4
 EXIT_CANCEL_IN_PROGRESS = 5
 EXIT_TIMEOUT = 6
-EXIT_STORE = 7  # the job store (state/jobs.sqlite3) is damaged, foreign, newer, gone, or cannot be written
+EXIT_STORE = 7  # the job store (state/jobs.sqlite3, or PostgreSQL) is damaged, foreign, newer, gone, unreachable, or cannot be written
 
 
 class BgjobsError(Exception):

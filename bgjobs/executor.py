@@ -33,6 +33,8 @@ PRIVATE_ENV = ("BGJOBS_DASHBOARD_PASSWORD",)
 class LocalExecutor:
     """Starts each job's runner, and the waker, as detached processes on this host."""
 
+    dispatches_here = True  # a dispatch claims due jobs and starts their runners itself
+
     def __init__(self, config: Config) -> None:
         self.config = config
 

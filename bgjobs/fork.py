@@ -183,7 +183,7 @@ def forked(requests: int, replies: int) -> int:
                 rt = wire(config["path"])
                 if repr(rt.config) != config["expect"]:
                     return 0  # job-run inserts the job itself, as it read the config
-                if os.path.exists(rt.config.db_path):
+                if rt.config.store is not None or os.path.exists(rt.config.db_path):
                     rt.store.open()
             request = lines.readline()
         if rt is None or not request.endswith(b"\n"):
@@ -193,6 +193,8 @@ def forked(requests: int, replies: int) -> int:
         inserted = True
         send(replies, row.to_json().encode())
         os.close(replies)
+        if not rt.executor.dispatches_here:
+            return 0  # fleet mode: a job-worker's host runs it, woken by the store
         set_environ(rt.executor.runner_env())
         os.chdir(rt.config.root)
         claimed = launcher.claim(rt, limit=1)

@@ -45,14 +45,16 @@ class Launch(NamedTuple):
         return cls(**json.loads(text))
 
     def made(self, job: Job) -> bool:
-        """Whether `job` is the row this launch inserted (same call, same start time)."""
+        """Whether `job` is the row this launch inserted: the same call, at the
+        start time it chose (within a second: a PostgreSQL store keeps it on the
+        database's clock, converted by offset)."""
         v = self.values
-        return (job.class_path, job.method, list(job.params), job.run_after) == (
+        same_call = (job.class_path, job.method, list(job.params)) == (
             v["class_path"],
             v["method"],
             list(v["params"]),
-            self.run_after,
         )
+        return same_call and abs(job.run_after - self.run_after) < 1.0
 
 
 def prepare(
@@ -123,8 +125,11 @@ def submit(rt: Wiring, job: object, method: str, params: tuple | list = (), **op
 
 def dispatch(rt: Wiring) -> list[Job]:
     """Reconcile, then start a runner for each due job that fits a free slot.
-    Returns the jobs started. Safe to call from any number of processes."""
+    Returns the jobs started. Safe to call from any number of processes. In
+    fleet mode it only reconciles: job-worker starts runners on each host."""
     recovery.reconcile(rt)
+    if not rt.executor.dispatches_here:
+        return []  # fleet mode: the hosts' workers start runners, woken by the store
     started = []
     for job, token in claim(rt):
         if start_runner(rt, job, token):
@@ -167,13 +172,20 @@ def claim(rt: Wiring, limit: int | None = None) -> list[tuple[Job, object]]:
             taken += 1
         return token
 
-    return rt.store.claim_due(max_running=config.max_concurrent, class_limits=limits_by_class, accept=take)
+    # In fleet mode this host runs at most worker_slots jobs; on one host,
+    # max_concurrent is the only cap.
+    host_slots = config.worker_slots if config.store is not None else None
+    return rt.store.claim_due(
+        max_running=config.max_concurrent, class_limits=limits_by_class, accept=take, host_slots=host_slots
+    )
 
 
 def ensure_waker(rt: Wiring, *, watch_running: bool = False) -> None:
     """Start the waker if jobs wait (or, with `watch_running`, run) and none
     runs. The waker is the only timer: it starts delayed jobs and retries on
     time, reconciles lost runners each second, and exits when idle."""
+    if not rt.executor.dispatches_here:
+        return  # fleet mode: each job-worker sweeps
     if not (rt.store.has_waiting() or (watch_running and rt.store.has_active())):
         return
     token = rt.liveness.take_waker()

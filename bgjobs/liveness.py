@@ -40,6 +40,15 @@ class FlockLiveness:
         """Let go of the lock; with `final` (the job is final), its file goes too."""
         procs.release_lock(token, self.path(job_id), remove=final)
 
+    def renew(self, job_id: int) -> bool:
+        """Whether this runner still holds the job's lock: a flock is never lost
+        while its holder lives."""
+        return True
+
+    def may_settle(self, job, store) -> bool:
+        """Whether a running job whose lock was free may be settled now: at once."""
+        return True
+
     def forget(self, job_id: int) -> None:
         """A job became final with no runner (cancelled while it waited): remove
         its lock file, if a runner of an earlier attempt left one."""

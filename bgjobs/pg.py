@@ -385,6 +385,32 @@ def ensure_schema(conn: psycopg.Connection, *, id_floor: Callable[[], int] | Non
     return SCHEMA_VERSION
 
 
+def ensure_transport_schema(conn: psycopg.Connection) -> None:
+    """Create Procrastinate's tables (fleet mode's transport) if they are not
+    there yet, under the same lock as bgjobs' own (SCHEMA_KEY). Procrastinate
+    owns that schema; its migrations, on an upgrade of Procrastinate, are
+    applied with its own tool (`procrastinate schema --migrate`; docs/fleet.md)."""
+    if _transport_present(conn):
+        return
+    from procrastinate.schema import SchemaManager
+
+    conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_KEY,))
+    try:
+        if not _transport_present(conn):
+            with conn.transaction():
+                conn.execute(SchemaManager.get_schema())
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_KEY,))
+
+
+def _transport_present(conn: psycopg.Connection) -> bool:
+    (present,) = _row(
+        conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present").fetchone()
+    )
+    return bool(present)
+
+
 def _refuse_newer(conn: psycopg.Connection, version: int) -> None:
     if version > SCHEMA_VERSION:
         raise StoreError(

@@ -35,7 +35,8 @@ import time
 from typing import NamedTuple
 
 from . import pg
-from .job import ACTIVE, Job, Status
+from .fleetsignal import CANCEL_CHANNEL
+from .job import ACTIVE, WAITING, Job, Status
 from .pg import RUNNING_SQL, WAITING_SQL
 
 TYPE_CHECKING = False
@@ -52,6 +53,9 @@ _CLOCK = f"(SELECT {_NOW_SQL} AS now) AS clock"
 _COLUMNS = frozenset(Job._fields) | {"host"}
 _ACTIVE = [s.value for s in ACTIVE]
 _CLAIM_ORDER = "priority, created_at, id"
+
+
+_WAITING_VALUES = tuple(s.value for s in WAITING)
 
 
 class _Now:
@@ -134,8 +138,14 @@ class PgStore:
         *,
         id_floor: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.time,
+        wake: Callable[[psycopg.Connection, int, float], object] | None = None,
     ) -> None:
-        self.url, self.host, self.id_floor, self.clock = url, host, id_floor, clock
+        """`wake(conn, job_id, run_after)`, if given (fleet mode's transport,
+        bgjobs.fleet), is called inside the transaction of every change that
+        leaves a job waiting (insert, a retry, a lost runner's retry, an
+        unclaim), with its start time on the database's clock: the row and its
+        wake-up commit together, or neither does."""
+        self.url, self.host, self.id_floor, self.clock, self.wake = url, host, id_floor, clock, wake
         self.path = pg.describe(url)
         self._connections = pg.Connections(url, host, setup=self._setup)
 
@@ -144,6 +154,8 @@ class PgStore:
 
         conn.row_factory = dict_row
         pg.ensure_schema(conn, id_floor=self.id_floor)
+        if self.wake is not None:
+            pg.ensure_transport_schema(conn)
 
     def _conn(self) -> psycopg.Connection:
         return self._connections.get()
@@ -333,6 +345,8 @@ class PgStore:
                 f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join(exprs)}) RETURNING *",
                 args,
             ).fetchone()
+            if self.wake is not None:
+                self.wake(conn, row["id"], row["run_after"])
             if on_insert is not None:
                 on_insert(row["id"])
         return Job.from_row(row)
@@ -451,7 +465,11 @@ class PgStore:
         if runner_pid is not None:
             sql += " AND host = %s"
             args.append(self.host)
-        row = self._conn().execute(sql + " RETURNING jobs.*", args).fetchone()
+        conn = self._conn()
+        with conn.transaction():
+            row = conn.execute(sql + " RETURNING jobs.*", args).fetchone()
+            if row and self.wake is not None and row["status"] in _WAITING_VALUES:
+                self.wake(conn, row["id"], row["run_after"])
         return Job.from_row(row) if row else None
 
     @_translated
@@ -515,16 +533,18 @@ class PgStore:
     @_translated
     def request_cancel(self, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
         """Flag a running job for cancellation. Exactly one caller wins (returns the job)."""
-        row = (
-            self._conn()
-            .execute(
+        conn = self._conn()
+        with conn.transaction():
+            row = conn.execute(
                 "UPDATE jobs SET cancel_requested_at = clock.now, cancel_source = %s, cancel_user = %s, "
                 f"cancel_grace = %s, updated_at = clock.now FROM {_CLOCK} "
                 f"WHERE id = %s AND {RUNNING_SQL} AND cancel_requested_at IS NULL RETURNING jobs.*",
                 (source, user, grace, job_id),
-            )
-            .fetchone()
-        )
+            ).fetchone()
+            if row:
+                # The job's runner, on whichever host, listens (bgjobs.fleetsignal);
+                # sent on commit, with the flag.
+                conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(job_id)))
         return Job.from_row(row) if row else None
 
     @_translated
@@ -536,6 +556,18 @@ class PgStore:
         return self.fail_attempt(
             job_id, retry_at=retry_at, error=error, exception="RunnerLost", exit_code=None, exit_signal=None
         )
+
+    @_translated
+    def touch(self, job_id: int, *, attempt: int | None = None) -> None:
+        """The runner's lease: it is alive and running this attempt, on this
+        host (updated_at, on the database's clock; see pgliveness.may_settle)."""
+        self._cas(job_id, (Status.RUNNING,), fence=attempt)
+
+    @_translated
+    def db_now(self) -> float:
+        """The database's clock, in epoch seconds."""
+        (now,) = pg._row(self._conn().execute(f"SELECT {_NOW_SQL} AS now").fetchone())
+        return float(now)
 
     @_translated
     def set_output_error(self, job_id: int, why: str, *, attempt: int | None = None) -> None:
@@ -580,5 +612,9 @@ class PgStore:
         if fence is not None:
             sql += " AND attempt = %s AND host = %s"
             args.extend((fence, self.host))
-        row = self._conn().execute(sql + " RETURNING jobs.*", args).fetchone()
+        conn = self._conn()
+        with conn.transaction():
+            row = conn.execute(sql + " RETURNING jobs.*", args).fetchone()
+            if row and self.wake is not None and row["status"] in _WAITING_VALUES:
+                self.wake(conn, row["id"], row["run_after"])
         return Job.from_row(row) if row else None

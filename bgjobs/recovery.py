@@ -45,7 +45,11 @@ def settle(rt: Wiring, job_id: int) -> Job | None:
     done = current = None
     try:
         current = rt.store.get(job_id)
-        if current is not None and current.status is Status.RUNNING:
+        if (
+            current is not None
+            and current.status is Status.RUNNING
+            and rt.liveness.may_settle(current, rt.store)
+        ):
             rt.signaller.stop_leftovers(current)
             done = lifecycle.lost(rt, current, LOST)
             current = done or rt.store.get(job_id)

@@ -31,6 +31,11 @@ START_WAIT = 0.05  # seconds the runner waits for its attempt to start before it
 MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands over
 
 
+class Fenced(Exception):
+    """This runner lost its claim (fleet mode): it stopped its attempt, and
+    writes nothing more; whoever settles the job records it."""
+
+
 class Runner:
     """Runs claimed jobs one after another, each attempt in a forked child."""
 
@@ -41,6 +46,8 @@ class Runner:
         # re-parented to us, not to init, and stopped with the attempt.
         procs.become_subreaper()
         self.sigterm = False
+        self.unreachable_since: float | None = None
+        self.last_row: Job | None = None
         self.dispatch_after_start = dispatch_after_start  # once, when the next attempt has started
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # What the caller may have left set for its children: an ignored SIGCHLD
@@ -61,6 +68,7 @@ class Runner:
         attempt is counted first: whatever fails after this is that attempt's
         failure, so a job that can never start still ends."""
         self.job_id, self.token, self.sigterm = job_id, token, False
+        self.unreachable_since, self.last_row = None, None
         rt = self.rt
         me = os.getpid()
         job = rt.store.start_attempt(self.job_id, me, procs.start_time(me))
@@ -180,7 +188,7 @@ class Runner:
         # and on a busy machine it would hold up the job's first line.
         select.select([progress_r, self.wake_r], [], [], START_WAIT)
         try:
-            self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid))
+            self.rt.store.set_attempt_process(job.id, pid, procs.start_time(pid), attempt=job.attempt)
         except StoreError:
             pass  # cancel and timeout go through us, who know the pid
         if self.dispatch_after_start:
@@ -233,7 +241,12 @@ class Runner:
             watch = [pidfd, self.wake_r, self.progress_r]
             if self.output_r >= 0:
                 watch.append(self.output_r)
+            told = self.rt.signaller.listen(job.id)  # fleet mode: a cancel's NOTIFY
+            if told is not None:
+                watch.append(told)
             ready, _, _ = select.select(watch, [], [], max(0.0, min(wake) - now))
+            if told is not None and told in ready and self.rt.signaller.heard(job.id):
+                next_poll = 0.0  # look at the row now: the cancel flag is there
             if self.output_r in ready:
                 data = _read_all(self.output_r)
                 if data:
@@ -254,7 +267,11 @@ class Runner:
                     # reconciles each second, in case this runner dies.
                     launcher.ensure_waker(self.rt, watch_running=True)
                 next_poll = now + POLL
-                row = self.rt.store.get(job.id)
+                row = self._poll(job)
+                if row is None:  # fenced: the store was out of reach for fence_after
+                    stop, kill_at = "fenced", None
+                    _killpg(pid, signal.SIGKILL)
+                    continue
                 if self.sigterm and row.cancel_requested_at is None:
                     # Someone other than job-cancel sent SIGTERM (a shutdown, kill).
                     row = self.rt.store.request_cancel(job.id, "signal", None, job.cancel_grace) or row
@@ -280,6 +297,28 @@ class Runner:
         _, status = os.waitpid(pid, 0)
         return status, stop
 
+    def _poll(self, job: Job) -> Job | None:
+        """The job's row, read now (and the runner's lease renewed, and its
+        liveness token kept). None when this runner must fence itself: in fleet
+        mode, the store has been out of reach for fence_after seconds, or its
+        token was taken meanwhile (another host may settle the job and run it
+        again, so this attempt must stop and write nothing)."""
+        try:
+            row = self.rt.store.get(job.id)
+            if not self.rt.liveness.renew(job.id):
+                return None
+            self.rt.store.touch(job.id, attempt=job.attempt)
+        except StoreError:
+            now = time.monotonic()
+            self.unreachable_since = self.unreachable_since or now
+            fleet = self.rt.config.store is not None
+            if fleet and now - self.unreachable_since >= self.rt.config.fence_after:
+                return None
+            return self.last_row or job
+        self.unreachable_since = None
+        self.last_row = row
+        return row
+
     def _dispatch_quietly(self) -> None:
         """Dispatch while an attempt runs: a failure here (say, a busy store) must
         not take the runner, and so the job, down. The next dispatch retries it."""
@@ -301,7 +340,7 @@ class Runner:
             except (ValueError, TypeError):
                 continue
             try:
-                self.rt.store.set_progress(job.id, fraction, message)
+                self.rt.store.set_progress(job.id, fraction, message, attempt=job.attempt)
             except StoreError:
                 pass  # progress is a hint; the next line, or the outcome, will be stored
             return
@@ -313,6 +352,8 @@ class Runner:
         exit_code, exit_signal = (code, None) if code >= 0 else (None, -code)
         if info.get("ok"):
             return self._succeeded(job, info.get("result"))
+        if stop == "fenced":
+            raise Fenced(f"job {job.id}: the store was out of reach, or its liveness token was lost")
         if stop == "cancel":
             why = "cancelled"
             if info.get("exception") == "JobCancelled" and info.get("error") not in (
@@ -415,10 +456,14 @@ def _read_all(fd: int) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -c RUNNER_CODE JOB_ID`: run claimed job JOB_ID, then what else is due."""
+    """`python -c RUNNER_CODE JOB_ID`: run claimed job JOB_ID, then what else is
+    due. With `--claim` instead (fleet mode, started by job-worker): claim the
+    next due job first, taking its liveness token inside the claim."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--claim"]:
+        return _claim_and_run()
     if len(argv) != 1 or not argv[0].isdigit():
-        print("usage: python -m bgjobs.runner JOB_ID", file=sys.stderr)
+        print("usage: python -m bgjobs.runner JOB_ID | --claim", file=sys.stderr)
         return 2
     job_id = int(argv[0])
     rt = wire()
@@ -433,6 +478,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_chain(Runner(rt), job_id, token)
 
 
+def _claim_and_run() -> int:
+    procs.close_inherited()
+    rt = wire()
+    os.chdir(rt.config.root)
+    claimed = launcher.claim(rt, limit=1)
+    if not claimed:
+        return 0  # another runner took it: a duplicate wake-up
+    ((job, token),) = claimed
+    return run_chain(Runner(rt), job.id, token)
+
+
 def run_chain(runner: Runner, job_id: int, token) -> int:
     """Run claimed job `job_id`, then each next due job this runner can claim."""
     rt = runner.rt
@@ -440,6 +496,9 @@ def run_chain(runner: Runner, job_id: int, token) -> int:
         done = None
         try:
             done = runner.run(job_id, token)
+        except Fenced as exc:
+            _say(f"bgjobs: runner {os.getpid()} fenced: {exc}")
+            return 3
         finally:
             # Released first, so a due retry can be claimed; a final job's
             # token goes with it.

@@ -21,7 +21,11 @@ from .job import Job
 class Store(Protocol):
     """Job rows, and every state change as one compare-and-set: a method that
     changes a status returns the job as changed, or None when the job was not
-    in the state the change starts from. See bgjobs.store.Store for each."""
+    in the state the change starts from. See bgjobs.store.Store for each.
+    `attempt=` fences a runner's write: it lands only on that attempt (and, in
+    fleet mode, only on the host whose claim it is)."""
+
+    path: str  # where it is, for messages (a file, or a URL without its password)
 
     def get(self, job_id: int) -> Job | None: ...
     def list_jobs(self, **filters) -> list[Job]: ...
@@ -30,18 +34,32 @@ class Store(Protocol):
     def has_active(self) -> bool: ...
     def has_waiting(self) -> bool: ...
     def next_due(self) -> float | None: ...
+    def due_count(self, limit: int | None = None) -> int: ...
+    def running_on(self, host: str) -> int: ...
     def insert(self, *, on_insert=None, **values) -> Job: ...
     def claim_due(
-        self, *, max_running: int, class_limits: dict[str, int], accept
+        self,
+        *,
+        max_running: int,
+        class_limits: dict[str, int],
+        accept,
+        now: float | None = None,
+        host_slots: int | None = None,
     ) -> list[tuple[Job, object]]: ...
     def unclaim(self, job_id: int, error: str) -> Job | None: ...
     def start_attempt(self, job_id: int, runner_pid: int | None, runner_start: int | None) -> Job | None: ...
-    def set_attempt_process(self, job_id: int, pid: int, pid_start: int | None) -> None: ...
-    def set_progress(self, job_id: int, fraction: float | None, message: str | None) -> None: ...
-    def set_output_error(self, job_id: int, why: str) -> None: ...
-    def succeed(self, job_id: int, result: str | None) -> Job | None: ...
+    def set_attempt_process(
+        self, job_id: int, pid: int, pid_start: int | None, *, attempt: int | None = None
+    ) -> None: ...
+    def set_progress(
+        self, job_id: int, fraction: float | None, message: str | None, *, attempt: int | None = None
+    ) -> None: ...
+    def set_output_error(self, job_id: int, why: str, *, attempt: int | None = None) -> None: ...
+    def touch(self, job_id: int, *, attempt: int | None = None) -> None: ...
+    def db_now(self) -> float: ...
+    def succeed(self, job_id: int, result: str | None, *, attempt: int | None = None) -> Job | None: ...
     def fail_attempt(self, job_id: int, *, retry_at: float | None, **outcome) -> Job | None: ...
-    def cancelled(self, job_id: int, **outcome) -> Job | None: ...
+    def cancelled(self, job_id: int, *, attempt: int | None = None, **outcome) -> Job | None: ...
     def cancel_waiting(self, job_id: int, source: str, user: str | None) -> Job | None: ...
     def request_cancel(self, job_id: int, source: str, user: str | None, grace: float) -> Job | None: ...
     def mark_lost(
@@ -65,6 +83,13 @@ class Liveness(Protocol):
     def forget(self, job_id: int) -> None:
         """A job became final with no runner holding its token: clean up after it."""
 
+    def renew(self, job_id: int) -> bool:
+        """In the job's runner: whether it still holds the token (taking it
+        back after a lost connection, where it can); False means fence."""
+
+    def may_settle(self, job: Job, store: Store) -> bool:
+        """Whether a running job whose token was free may be settled now."""
+
     def drop_copy(self, token: object) -> None:
         """In a process forked from the token's holder: let go of the copy."""
 
@@ -84,6 +109,13 @@ class Signaller(Protocol):
     def request_stop(self, job: Job) -> bool:
         """Ask the job's runner to stop it; False if the runner is not provably there."""
 
+    def listen(self, job_id: int) -> int | None:
+        """In the job's runner: a descriptor that becomes readable when word of
+        a cancel may have come, or None (the word is a signal)."""
+
+    def heard(self, job_id: int) -> bool:
+        """In the job's runner: whether a cancel of `job_id` was announced."""
+
     def runner_alive(self, job: Job) -> bool:
         """Whether the runner recorded on the job is still that runner."""
 
@@ -96,6 +128,8 @@ class Signaller(Protocol):
 
 class Executor(Protocol):
     """Start runners, and the timer."""
+
+    dispatches_here: bool  # True: a dispatch starts runners itself; False: hosts' workers do
 
     def start_runner(self, job_id: int, token: object) -> int:
         """Start the runner of claimed job `job_id`, handing it its liveness

@@ -27,6 +27,13 @@ class PidSignaller:
             return False  # claimed, not started: the runner sees the flag as it starts
         return procs.signal_verified(job.runner_pid, job.runner_start, signal.SIGTERM, group=False)
 
+    def listen(self, job_id: int) -> int | None:
+        """A descriptor to watch for word of a cancel: none here (SIGTERM is the word)."""
+        return None
+
+    def heard(self, job_id: int) -> bool:
+        return False
+
     def runner_alive(self, job: Job) -> bool:
         """Whether the runner recorded on `job` is still that process."""
         return procs.same_process(job.runner_pid, job.runner_start)

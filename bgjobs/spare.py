@@ -105,8 +105,8 @@ def dispatch(rt: Wiring) -> list[Job]:
     if it has booted (it takes the next due job and, once that job runs,
     dispatches the rest), else as launcher.dispatch does. Then a new spare
     boots for the next launch."""
-    if not rt.config.warm_spare:
-        return launcher.dispatch(rt)
+    if not (rt.config.warm_spare and rt.executor.dispatches_here):
+        return launcher.dispatch(rt)  # no spare; in fleet mode the hosts run jobs
     try:
         taken = _through_spare(rt)
         if taken is None:

@@ -595,6 +595,20 @@ class Store:
         )
 
     @_translated
+    def touch(self, job_id: int, *, attempt: int | None = None) -> None:
+        """The runner's lease: it is alive and running this attempt (updated_at)."""
+        sql, args = f"UPDATE jobs SET updated_at = ? WHERE id = ? AND {RUNNING_SQL}", [time.time(), job_id]
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            args.append(attempt)
+        with self._tx() as conn:
+            conn.execute(sql, args)
+
+    def db_now(self) -> float:
+        """The store's clock: this host's, for a file on this host."""
+        return time.time()
+
+    @_translated
     def set_output_error(self, job_id: int, why: str, *, attempt: int | None = None) -> None:
         """Note that the job's output is lost from here on, and why (the job runs on)."""
         self._cas(job_id, None, fence=attempt, read=False, output_error=why)

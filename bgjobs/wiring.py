@@ -44,16 +44,51 @@ def wire(config: Config | str | os.PathLike | None = None) -> Wiring:
     key = (config.path, repr(config))
     rt = _cache.get(key)
     if rt is None:
-        rt = Wiring(
-            config=config,
-            store=build_store(config),
-            events=EventLog.for_config(config),
-            liveness=FlockLiveness(config.state_dir),
-            signaller=PidSignaller(),
-            executor=LocalExecutor(config),
-        )
+        rt = _fleet(config) if config.executor == "procrastinate" else _local(config)
         _cache[key] = rt
     return rt
+
+
+def _local(config: Config) -> Wiring:
+    """One host: the store (SQLite, or PostgreSQL for a single host), flocks,
+    pid-verified signals, posix_spawn."""
+    return Wiring(
+        config=config,
+        store=build_store(config),
+        events=EventLog.for_config(config),
+        liveness=FlockLiveness(config.state_dir),
+        signaller=PidSignaller(),
+        executor=LocalExecutor(config),
+    )
+
+
+def _fleet(config: Config) -> Wiring:
+    """A fleet (docs/fleet.md): PostgreSQL, advisory locks, the cancel flag's
+    NOTIFY, and Procrastinate wake-ups deferred with each waiting row."""
+    from . import pg
+    from .fleet import ProcrastinateExecutor
+    from .fleetsignal import FleetSignaller
+    from .pgliveness import AdvisoryLiveness
+    from .pgstore import PgStore
+
+    executor = ProcrastinateExecutor(config)
+    return Wiring(
+        config=config,
+        store=PgStore(config.store, config.host, id_floor=_id_floor(config), wake=executor.wake),
+        events=EventLog.for_config(config),
+        liveness=AdvisoryLiveness(lambda: pg.connect(config.store, config.host), window=config.fence_after),
+        signaller=FleetSignaller(config.host, connect=lambda: pg.connect(config.store, config.host)),
+        executor=executor,
+    )
+
+
+def _id_floor(config: Config):
+    def id_floor() -> int:
+        return highest_used_id(
+            os.path.join(config.log_dir, "jobs"), (config.main_log, f"{config.main_log}.1")
+        )
+
+    return id_floor
 
 
 def build_store(config: Config) -> Store:
@@ -61,10 +96,7 @@ def build_store(config: Config) -> Store:
     only then). A new store never hands out an id that an output file or a
     log record of this host already names (the store was moved aside, say)."""
 
-    def id_floor() -> int:
-        return highest_used_id(
-            os.path.join(config.log_dir, "jobs"), (config.main_log, f"{config.main_log}.1")
-        )
+    id_floor = _id_floor(config)
 
     if config.store is None:
         return SqliteStore(config.db_path, id_floor=id_floor)

@@ -15,7 +15,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_every_console_script_is_documented():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"job-run", "job-status", "job-cancel", "job-logs"}
+    assert set(scripts) == {"job-run", "job-status", "job-cancel", "job-logs", "job-worker"}
     for name in scripts:
         assert f"`{name} " in README, f"{name} is not in the README's CLI table"
 

@@ -84,7 +84,7 @@ def test_a_runner_that_dies_before_its_attempt_uses_up_an_attempt(fp):
     wait_until(lambda: any(_is_waker(p, fp.root) for p in fp.processes()), what="the waker")
     # Every runner started from now on dies reading its config, before its attempt.
     fp.config_path.write_text("allowed_classes: [unclosed\n")
-    job = final_row(fp, job_id)
+    job = final_row(fp, job_id, timeout=90)  # two lost runners, found by the waker's ticks
     assert (job["status"], job["attempt"]) == ("failed", 2), job
     assert job["exception"] == "RunnerLost"
     assert fp.events(job_id).count("lost") == 2

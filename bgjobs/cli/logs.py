@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             records = tail.poll()
             if args.job_id is not None and not any(r.get("job_id") == args.job_id for r in records):
-                if not _job_exists(config.db_path, args.job_id):
+                if not _job_exists(config, args.job_id):
                     raise NoSuchJob(args.job_id)
                 if not args.follow:
                     print(f"job {args.job_id} has no records in {printable(path)}", file=sys.stderr)
@@ -175,16 +175,13 @@ def follow(tail, show: Printer, interval: float) -> int:
             signal.signal(sig, handler)
 
 
-def _job_exists(db_path: str, job_id: int) -> bool:
-    if not os.path.exists(db_path):
+def _job_exists(config, job_id: int) -> bool:
+    """Whether the store knows job `job_id` (a SQLite store that does not exist yet knows none)."""
+    if config.store is None and not os.path.exists(config.db_path):
         return False
-    from ..store import Store
+    from ..wiring import wire
 
-    store = Store(db_path)
-    try:
-        return store.get(job_id) is not None
-    finally:
-        store.close()
+    return wire(config).store.get(job_id) is not None
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def render() -> None:
             pd.DataFrame(
                 [
                     {"what": "config file", "path": str(cfg.path)},
-                    {"what": "job store", "path": str(cfg.db_path)},
+                    {"what": "job store", "path": cfg.store_label},
                     {"what": "main log", "path": str(cfg.main_log)},
                     {"what": "errors log", "path": str(cfg.errors_log)},
                     {"what": "job output", "path": os.path.dirname(cfg.output_path(0))},
