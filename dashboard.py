@@ -22,6 +22,8 @@ pages = [
     st.Page(common.page_path("logs"), title="Logs", icon=":material/receipt_long:"),
     st.Page(common.page_path("config"), title="Config", icon=":material/settings:"),
 ]
+if cfg.executor == "procrastinate":  # fleet mode
+    pages.insert(3, st.Page(common.page_path("hosts"), title="Hosts", icon=":material/dns:"))
 page = st.navigation(pages)
 auth.open_wanted_page(pages)  # a link opened before the sign-in goes where it pointed
 auth.sidebar(viewer)

@@ -130,6 +130,32 @@ def retry_job(job_id: int, *, source: str = "api", user: str | None = None, conf
     return row
 
 
+def hosts(*, config: _ConfigArg = None) -> list[dict]:
+    """Fleet mode: each host's row (name, pid, started, last_seen, seen_ago,
+    slots, version, config_fingerprint) with `running`, its running jobs now,
+    and `warnings` (a config that differs from this one's, a host not seen for
+    a while). [] on one host."""
+    rt = wire(config)
+    if rt.config.executor != "procrastinate":
+        return []
+    from .fleet import config_fingerprint
+    from .worker import SWEEP
+
+    mine = config_fingerprint(rt.config)
+    rows = []
+    for row in rt.store.hosts():
+        row = dict(row)
+        row["running"] = rt.store.running_on(row["name"])
+        warnings = []
+        if row.get("config_fingerprint") != mine:
+            warnings.append("its allowlist or defaults differ from this config's: it re-checks every job")
+        if (row.get("seen_ago") or 0) > 5 * SWEEP:
+            warnings.append(f"not seen for {row['seen_ago']:.0f} s: its job-worker is stopped or cut off")
+        row["warnings"] = warnings
+        rows.append(row)
+    return rows
+
+
 def output_tail(job_id: int, *, max_bytes: int = 64 * 1024, config: _ConfigArg = None) -> str:
     """The last `max_bytes` of the job's stdout/stderr file ('' if none yet)."""
     path = wire(config).config.output_path(int(job_id))

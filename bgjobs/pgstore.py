@@ -190,9 +190,14 @@ class PgStore:
         until: float | None = None,
         text: str | None = None,
         limit: int | None = 100,
+        host: str | None = None,
     ) -> list[Job]:
-        """Jobs newest first, filtered (`since` and `until` on the caller's clock)."""
+        """Jobs newest first, filtered (`since` and `until` on the caller's clock;
+        `host`: the jobs whose runner is, or was last, on that host)."""
         where, args = [], []
+        if host:
+            where.append("host = %s")
+            args.append(host)
         if statuses:
             where.append("status = ANY(%s)")
             args.append([str(s) for s in statuses])

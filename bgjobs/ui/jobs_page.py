@@ -50,6 +50,15 @@ def _filters(cfg: Config) -> dict:
         )
         with st.container():
             since, until = common.time_range_input("jobs_range")
+        host = ""
+        if cfg.executor == "procrastinate":  # fleet mode: which host's runner has (or had) the job
+            host = st.selectbox(
+                "Host",
+                ["", *(h["name"] for h in _hosts(cfg))],
+                key="jobs_host",
+                persist_state="session",
+                format_func=lambda v: v or "any host",
+            )
         text = st.text_input(
             "Search", key="jobs_text", placeholder="class, method, params, error", persist_state="session"
         )
@@ -68,7 +77,7 @@ def _filters(cfg: Config) -> dict:
             persist_state="session",
             help=f"Refresh the counts, the table and the open job every {REFRESH_SECONDS:g} s.",
         )
-    return {
+    filters = {
         "statuses": tuple(statuses) or None,
         "class_path": class_path or None,
         "since": since,
@@ -76,6 +85,16 @@ def _filters(cfg: Config) -> dict:
         "text": text.strip() or None,
         "limit": int(limit),
     }
+    if host:
+        filters["host"] = host
+    return filters
+
+
+def _hosts(cfg: Config) -> list[dict]:
+    try:
+        return api.hosts(config=cfg)
+    except BgjobsError:
+        return []
 
 
 def _live_view(cfg: Config, filters: dict) -> None:
@@ -133,6 +152,7 @@ def jobs_frame(jobs: list[Job], now: float | None = None) -> pd.DataFrame:
                 "duration": duration,
                 "user": j.user or j.source or "",
                 "error": j.error or "",
+                "host": j.host or "",
             }
         )
     df = pd.DataFrame(
@@ -151,6 +171,7 @@ def jobs_frame(jobs: list[Job], now: float | None = None) -> pd.DataFrame:
             "duration",
             "user",
             "error",
+            "host",
         ],
     )
     for col in ("created", "started", "finished"):
@@ -178,6 +199,8 @@ def _table(jobs: list[Job], filters: dict) -> None:
         st.session_state[_IDS_KEY] = []
         return
     df = jobs_frame(jobs)
+    if not df["host"].any():
+        df = df.drop(columns="host")  # one host: the column would say nothing
     st.session_state[_IDS_KEY] = df["id"].tolist()
     tz = common.viewer_zone().key
     when = {"format": "MMM D, HH:mm:ss", "timezone": tz}
@@ -207,6 +230,9 @@ def _table(jobs: list[Job], filters: dict) -> None:
             "duration": st.column_config.NumberColumn("duration", format="%.1f s", width="small"),
             "user": st.column_config.TextColumn("by", width="small"),
             "error": st.column_config.TextColumn("error", width="medium"),
+            "host": st.column_config.TextColumn(
+                "host", width="small", help="The host whose runner has the job"
+            ),
         },
     )
     shown = f"{len(df)} newest matching jobs" if len(df) >= filters["limit"] else common.count(len(df), "job")
