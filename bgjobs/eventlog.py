@@ -126,9 +126,14 @@ class EventLog:
     """Writes records to `log_dir`; thread-compatible, safe across processes."""
 
     def __init__(
-        self, log_dir: str | os.PathLike, max_bytes: int = 10 * 1024 * 1024, backups: int = 5
+        self,
+        log_dir: str | os.PathLike,
+        max_bytes: int = 10 * 1024 * 1024,
+        backups: int = 5,
+        host: str | None = None,
     ) -> None:
         self.log_dir = os.fspath(log_dir)
+        self.host = host  # fleet mode: every record says which host wrote it
         self.max_bytes = max_bytes
         self.backups = backups
         self._main = _File(os.path.join(self.log_dir, MAIN_LOG))
@@ -141,7 +146,8 @@ class EventLog:
 
     @classmethod
     def for_config(cls, config) -> EventLog:
-        return cls(config.log_dir, config.log_max_bytes, config.log_backups)
+        host = config.host if config.executor == "procrastinate" else None
+        return cls(config.log_dir, config.log_max_bytes, config.log_backups, host)
 
     def emit(
         self,
@@ -174,6 +180,8 @@ class EventLog:
             if isinstance(value, str) and len(value) > MAX_FIELD:
                 value = value[:MAX_FIELD] + "... [cut]"
             record[key] = value
+        if self.host is not None:
+            record.setdefault("host", self.host)
         self.write(record)
         return record
 

@@ -21,6 +21,7 @@ not: they settle a job whose runner is gone.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from .job import Job, Status, iso
@@ -31,6 +32,20 @@ if TYPE_CHECKING:
     from .wiring import Wiring
 
 
+def _atomic(transition):
+    """Run `transition` inside `rt.store.unit()`: where the store keeps the
+    records too (fleet mode's events table), the change and its record
+    commit together."""
+
+    @functools.wraps(transition)
+    def atomic(rt, *args, **kwargs):
+        with rt.store.unit():
+            return transition(rt, *args, **kwargs)
+
+    return atomic
+
+
+@_atomic
 def queued(rt: Wiring, launch: Launch, *, on_insert=None) -> Job:
     """A new row, queued, for checked `launch` (launcher.prepare); `on_insert(id)`
     runs before the commit."""
@@ -91,6 +106,7 @@ def started(rt: Wiring, job: Job, pid: int) -> None:
     )
 
 
+@_atomic
 def succeeded(rt: Wiring, job: Job, result: str | None) -> Job | None:
     """running -> succeeded."""
     done = rt.store.succeed(job.id, result, attempt=job.attempt)
@@ -101,6 +117,7 @@ def succeeded(rt: Wiring, job: Job, result: str | None) -> Job | None:
     return done
 
 
+@_atomic
 def attempt_failed(
     rt: Wiring,
     job: Job,
@@ -174,6 +191,7 @@ def _failed(
     return done
 
 
+@_atomic
 def cancelled(rt: Wiring, job: Job, why: str, exit_code=None, exit_signal=None) -> Job | None:
     """running -> cancelled, once the runner has stopped the attempt."""
     done = rt.store.cancelled(
@@ -196,6 +214,7 @@ def cancel_requested(rt: Wiring, job: Job, source: str, user: str | None, **extr
     )
 
 
+@_atomic
 def request_cancel(rt: Wiring, job_id: int, source: str, user: str | None, grace: float) -> Job | None:
     """Flag running job `job_id` for cancellation; exactly one caller wins."""
     flagged = rt.store.request_cancel(job_id, source, user, grace)
@@ -204,6 +223,7 @@ def request_cancel(rt: Wiring, job_id: int, source: str, user: str | None, grace
     return flagged
 
 
+@_atomic
 def cancel_waiting(rt: Wiring, job: Job, source: str, user: str | None) -> Job | None:
     """queued | retrying -> cancelled, at once: no runner is doing anything."""
     done = rt.store.cancel_waiting(job.id, source, user)
@@ -213,6 +233,7 @@ def cancel_waiting(rt: Wiring, job: Job, source: str, user: str | None) -> Job |
     return done
 
 
+@_atomic
 def lost(rt: Wiring, job: Job, reason: str) -> Job | None:
     """running -> cancelled (if asked), retrying (attempts left) or failed, for a
     job whose runner died. A runner that died before its attempt began still
@@ -244,6 +265,7 @@ def lost(rt: Wiring, job: Job, reason: str) -> Job | None:
     return done
 
 
+@_atomic
 def start_failed(rt: Wiring, job: Job, exc: OSError) -> Job | None:
     """A claimed job whose runner could not be started: that counts as a failed
     attempt, with the OSError as its error, and backs off like any retry."""
@@ -255,6 +277,7 @@ def start_failed(rt: Wiring, job: Job, exc: OSError) -> Job | None:
     )
 
 
+@_atomic
 def output_lost(rt: Wiring, job: Job, why: str) -> None:
     """The job's output cannot be written (a full disk, a file size limit): the
     job runs on, and its row and the errors log say its output was lost."""

@@ -30,6 +30,7 @@ Three things differ from one host, each for the fleet's sake:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import NamedTuple
@@ -561,6 +562,49 @@ class PgStore:
         return self.fail_attempt(
             job_id, retry_at=retry_at, error=error, exception="RunnerLost", exit_code=None, exit_signal=None
         )
+
+    @contextlib.contextmanager
+    def unit(self):
+        """`with store.unit():` runs what is inside in one transaction on this
+        thread's connection: a transition and its events row commit together.
+        A failure, the commit's too, is a StoreError."""
+        try:
+            with self._conn().transaction():
+                yield
+        except pg.driver().Error as exc:
+            raise pg.store_error(exc, self.url) from exc
+
+    @_translated
+    def insert_event(self, record: dict) -> None:
+        """A log record as a row of the events table (fleet mode)."""
+        self._conn().execute(
+            "INSERT INTO events (level, event, job_id, class, method, attempt, message, host, record) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+            (
+                record.get("level"),
+                record.get("event"),
+                record.get("job_id"),
+                record.get("class"),
+                record.get("method"),
+                record.get("attempt"),
+                record.get("message"),
+                record.get("host"),
+                json.dumps(record, default=str),
+            ),
+        )
+
+    @_translated
+    def events_after(
+        self, last_id: int, *, job_id: int | None = None, limit: int = 10_000
+    ) -> list[tuple[int, dict]]:
+        """(id, record) of the events rows after `last_id`, oldest first: read
+        incrementally, as a file tail reads by offset."""
+        sql, args = "SELECT id, record FROM events WHERE id > %s", [last_id]
+        if job_id is not None:
+            sql += " AND job_id = %s"
+            args.append(job_id)
+        rows = self._conn().execute(sql + " ORDER BY id LIMIT %s", [*args, limit]).fetchall()
+        return [tuple(pg._row(r)) for r in rows]
 
     @_translated
     def touch(self, job_id: int, *, attempt: int | None = None) -> None:

@@ -67,15 +67,17 @@ def _fleet(config: Config) -> Wiring:
     NOTIFY, and Procrastinate wake-ups deferred with each waiting row."""
     from . import pg
     from .fleet import ProcrastinateExecutor
+    from .fleetevents import FleetEvents
     from .fleetsignal import FleetSignaller
     from .pgliveness import AdvisoryLiveness
     from .pgstore import PgStore
 
     executor = ProcrastinateExecutor(config)
+    store = PgStore(config.store, config.host, id_floor=_id_floor(config), wake=executor.wake)
     return Wiring(
         config=config,
-        store=PgStore(config.store, config.host, id_floor=_id_floor(config), wake=executor.wake),
-        events=EventLog.for_config(config),
+        store=store,
+        events=FleetEvents(EventLog.for_config(config), store),
         liveness=AdvisoryLiveness(lambda: pg.connect(config.store, config.host), window=config.fence_after),
         signaller=FleetSignaller(config.host, connect=lambda: pg.connect(config.store, config.host)),
         executor=executor,

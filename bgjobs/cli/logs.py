@@ -88,7 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         path = config.errors_log if args.errors else config.main_log
         show = Printer(as_json=args.json, job_id=args.job_id, since=since, min_level=level)
-        tail = RecordTail(path, select=None if args.job_id is None else job_lines(args.job_id))
+        if config.executor == "procrastinate":  # fleet mode: every host's records, from the store
+            from ..fleetevents import EventsTail
+            from ..wiring import wire
+
+            rt = wire(config)
+            path = f"the events table of {rt.store.path}"
+            tail = EventsTail(rt.store, job_id=args.job_id, errors=args.errors)
+        else:
+            tail = RecordTail(path, select=None if args.job_id is None else job_lines(args.job_id))
         try:
             records = tail.poll()
             if args.job_id is not None and not any(r.get("job_id") == args.job_id for r in records):
