@@ -157,19 +157,15 @@ def hosts(*, config: _ConfigArg = None) -> list[dict]:
 
 
 def output_tail(job_id: int, *, max_bytes: int = 64 * 1024, config: _ConfigArg = None) -> str:
-    """The last `max_bytes` of the job's stdout/stderr file ('' if none yet)."""
-    path = wire(config).config.output_path(int(job_id))
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except FileNotFoundError:
-        return ""
-    text = data.decode("utf-8", "replace")
-    if size > max_bytes:
-        text = text.split("\n", 1)[-1]  # drop the partial first line
+    """The last `max_bytes` of the job's stdout/stderr file ('' if none yet).
+    In fleet mode, for a job whose output is on another host, the tail its
+    runner stored last (every few seconds, and at the end of each attempt)."""
+    from .output import tail
+
+    rt = wire(config)
+    text = tail(rt.config.output_path(int(job_id)), max_bytes)
+    if text is None:
+        text = (rt.store.output_tail(int(job_id)) or "")[-max_bytes:]
     return text
 
 

@@ -114,6 +114,23 @@ class JobOutput:
         return self.lost
 
 
+def tail(path: str, max_bytes: int = 64 * 1024) -> str | None:
+    """The last `max_bytes` of the output file at `path`, from a line's start;
+    None if there is no such file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    text = data.decode("utf-8", "replace")
+    if size > max_bytes:
+        text = text.split("\n", 1)[-1]  # drop the partial first line
+    return text
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -322,6 +322,8 @@ MIGRATIONS: list[list[str]] = [
             config_fingerprint text
         )""",
     ],
+    # 2: a job's output tail, for the dashboard and job-output on any host.
+    ["ALTER TABLE jobs ADD COLUMN output_tail text"],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("jobs", "events", "hosts")

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 # change writes agree with each other.
 _NOW_SQL = "extract(epoch FROM clock_timestamp())::double precision"
 _CLOCK = f"(SELECT {_NOW_SQL} AS now) AS clock"
-_COLUMNS = frozenset(Job._fields) | {"host"}
+_COLUMNS = frozenset(Job._fields) | {"host", "output_tail"}
 _ACTIVE = [s.value for s in ACTIVE]
 _CLAIM_ORDER = "priority, created_at, id"
 
@@ -605,6 +605,16 @@ class PgStore:
             args.append(job_id)
         rows = self._conn().execute(sql + " ORDER BY id LIMIT %s", [*args, limit]).fetchall()
         return [tuple(pg._row(r)) for r in rows]
+
+    @_translated
+    def set_output_tail(self, job_id: int, text: str, *, attempt: int | None = None) -> None:
+        """The latest tail of the job's output (its runner's host has the file)."""
+        self._cas(job_id, None, fence=attempt, output_tail=text)
+
+    @_translated
+    def output_tail(self, job_id: int) -> str | None:
+        row = self._conn().execute("SELECT output_tail FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        return pg._row(row)[0] if row else None
 
     @_translated
     def touch(self, job_id: int, *, attempt: int | None = None) -> None:

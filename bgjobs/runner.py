@@ -23,11 +23,13 @@ from . import allowlist, executor, launcher, leftovers, lifecycle, procs
 from .context import SIGNALLED
 from .errors import RejectedError, StoreError
 from .job import Job, Status
-from .output import JobOutput
+from .output import JobOutput, tail
 from .wiring import Wiring, wire
 
 POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
 START_WAIT = 0.05  # seconds the runner waits for its attempt to start before its bookkeeping
+TAIL_EVERY = 3.0  # seconds between copies of a fleet job's output tail to the store
+TAIL_BYTES = 16 * 1024  # how much of it: rows are read whole (SELECT *), so it stays small
 MAX_CHAIN = 10_000  # jobs one runner process takes in a row before it hands over
 
 
@@ -69,6 +71,7 @@ class Runner:
         failure, so a job that can never start still ends."""
         self.job_id, self.token, self.sigterm = job_id, token, False
         self.unreachable_since, self.last_row = None, None
+        self.tail_due = time.monotonic() + TAIL_EVERY
         rt = self.rt
         me = os.getpid()
         job = rt.store.start_attempt(self.job_id, me, procs.start_time(me))
@@ -105,6 +108,10 @@ class Runner:
             return self._run_attempt(job)
         finally:
             self._note_lost(self.output.close(), job)
+            try:
+                self._store_tail(job)
+            except StoreError:
+                pass  # the file on this host has it all
 
     def _write_output(self, data: bytes, job: Job) -> None:
         self._note_lost(self.output.write(data), job)
@@ -308,6 +315,8 @@ class Runner:
             if not self.rt.liveness.renew(job.id):
                 return None
             self.rt.store.touch(job.id, attempt=job.attempt)
+            if time.monotonic() >= self.tail_due:
+                self._store_tail(job)
         except StoreError:
             now = time.monotonic()
             self.unreachable_since = self.unreachable_since or now
@@ -318,6 +327,15 @@ class Runner:
         self.unreachable_since = None
         self.last_row = row
         return row
+
+    def _store_tail(self, job: Job) -> None:
+        """Fleet mode: keep the tail of the job's output in the store, so that
+        any host shows it (bgjobs.api.output_tail). On one host the file does."""
+        self.tail_due = time.monotonic() + TAIL_EVERY
+        if self.rt.config.executor == "procrastinate":
+            text = tail(self.rt.config.output_path(job.id), TAIL_BYTES)
+            if text:
+                self.rt.store.set_output_tail(job.id, text, attempt=job.attempt)
 
     def _dispatch_quietly(self) -> None:
         """Dispatch while an attempt runs: a failure here (say, a busy store) must

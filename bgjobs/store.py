@@ -600,6 +600,12 @@ class Store:
         record goes to the files, not the store: nothing to join."""
         return contextlib.nullcontext()
 
+    def set_output_tail(self, job_id: int, text: str, *, attempt: int | None = None) -> None:
+        """On one host the output file is the tail: nothing to keep."""
+
+    def output_tail(self, job_id: int) -> str | None:
+        return None
+
     @_translated
     def touch(self, job_id: int, *, attempt: int | None = None) -> None:
         """The runner's lease: it is alive and running this attempt (updated_at)."""

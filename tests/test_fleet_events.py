@@ -60,3 +60,18 @@ def test_job_logs_reads_the_fleets_records_from_the_store(fleet):
     assert {r["host"] for r in records} == {"client"}
     errors = fleet.cli("job-logs", "--errors", "--json", "--config", str(other), check=True)
     assert errors.stdout.strip() == ""
+
+
+def test_a_jobs_output_tail_in_the_store_is_shown_where_its_file_is_not(fleet, pg_url):
+    from bgjobs import api
+    from bgjobs.pgstore import PgStore
+
+    rt = wire(fleet.config_path)
+    job = launcher.insert_job(rt, launcher.prepare(rt, TASKS, "ok", ["x"]))
+    h1 = PgStore(pg_url, "h1")  # the host whose runner has the job
+    h1.claim_due(max_running=1, class_limits={}, accept=lambda j: 1)
+    started = h1.start_attempt(job.id, 123, 456)
+    h1.set_output_tail(job.id, "line one\nline two\n", attempt=started.attempt)
+    assert api.output_tail(job.id, config=fleet.config_path) == "line one\nline two\n"
+    rt.store.set_output_tail(job.id, "a stale host's word", attempt=started.attempt)  # fenced: not its claim
+    assert api.output_tail(job.id, config=fleet.config_path).startswith("line one")

@@ -676,7 +676,11 @@ def test_many_processes_opening_a_new_database_at_once_make_the_schema_once(pg_u
         }
     from bgjobs.job import Job
 
-    assert set(columns["jobs"]) == {*Job._fields, "host"}  # the SQLite store's columns, and host
+    assert set(columns["jobs"]) == {
+        *Job._fields,
+        "host",
+        "output_tail",
+    }  # the SQLite store's, host, output_tail
     assert columns["events"] == [
         "id",
         "ts",
