@@ -410,6 +410,50 @@ class LogTail:
         return segment
 
 
+class EventsTail:
+    """Fleet mode: the store's events table (every host's records) as a frame,
+    read incrementally by id, as LogTail reads a file by offset. `errors`:
+    the ERROR records only, as the errors log holds. Same columns as a file's
+    frame, and `host`."""
+
+    bad_lines = 0  # rows are whole records
+
+    def __init__(self, store, *, errors: bool = False) -> None:
+        self.store = store
+        self.errors = errors
+        self._last = 0
+        self._frames: list[pd.DataFrame] = []
+        self._frame: pd.DataFrame | None = empty_frame()
+        self._lock = threading.RLock()
+
+    def refresh(self) -> pd.DataFrame:
+        with self._lock:
+            new: list[pd.DataFrame] = []
+            while True:
+                rows = self.store.events_after(self._last)
+                if not rows:
+                    break
+                self._last = rows[-1][0]
+                records = [r for _, r in rows if not self.errors or r.get("level") == "ERROR"]
+                if records:
+                    new.append(_from_records(records))
+            if new:
+                self._frames.extend(new)
+                self._frame = None
+            return concat_frames(new)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        with self._lock:
+            if self._frame is None:
+                self._frame = concat_frames(self._frames)
+                self._frames = [self._frame]
+            return self._frame
+
+    def close(self) -> None:
+        pass
+
+
 def read_log(path: str | os.PathLike) -> pd.DataFrame:
     """Every record of the log at `path` and its rotated backups, oldest first,
     as a DataFrame with the COLUMNS dtypes (plus any other keys found). A missing

@@ -63,3 +63,17 @@ def test_one_host_has_no_host_column_and_no_hosts_page(env):  # noqa: F811
     assert "host" not in at.dataframe[0].value.columns
     with pytest.raises(ValueError, match="Known pages"):  # the navigation has no Hosts page
         open_page(at, "hosts")
+
+
+def test_the_logs_page_reads_every_hosts_records_from_the_events_table(fleet):
+    from bgjobs import launcher
+    from bgjobs.wiring import wire
+
+    rt = wire(fleet.config_path)
+    job = launcher.insert_job(rt, launcher.prepare(rt, TASKS, "ok", ["from another host"]))
+    (fleet.root / "logs" / "background_jobs.log").unlink()  # this host's file says nothing
+    at = ok(new_app().run())
+    at = open_page(at, "logs")
+    assert "events table" in "\n".join(c.value for c in at.caption)
+    frame = at.dataframe[0].value
+    assert job.id in list(frame["job_id"]) and "queued" in list(frame["event"].astype(str))

@@ -27,9 +27,9 @@ CHART_MAX_AGE = 30.0  # seconds a chart may lag behind a growing log
 class LogSource:
     """One log file, parsed incrementally; safe to share between sessions."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tail=None) -> None:
         self.path = Path(path)
-        self._tail = logtable.LogTail(self.path)
+        self._tail = tail if tail is not None else logtable.LogTail(self.path)
         self._lock = threading.Lock()
         self._memo: OrderedDict[tuple, object] = OrderedDict()
         self._version = 0
@@ -87,21 +87,23 @@ _SOURCES_LOCK = threading.Lock()
 MAX_SOURCES = 8
 
 
-def _source(path: Path) -> LogSource:
-    key = str(path)
+def _source(path: Path, events=None) -> LogSource:
+    key = str(path) if events is None else f"{events.store.path}#{'errors' if events.errors else 'main'}"
     with _SOURCES_LOCK:
         src = _SOURCES.get(key)
         if src is None:
-            src = _SOURCES[key] = LogSource(Path(key))
+            src = _SOURCES[key] = LogSource(Path(path), events)
             while len(_SOURCES) > MAX_SOURCES:  # config changes or tests; not the normal case
                 _SOURCES.popitem(last=False)[1].close()
         _SOURCES.move_to_end(key)
         return src
 
 
-def source(path: Path) -> LogSource:
-    """The shared LogSource of `path`, refreshed: only new lines are parsed."""
-    src = _source(path)
+def source(path: Path, events=None) -> LogSource:
+    """The shared LogSource of `path`, refreshed: only new lines are parsed.
+    With `events` (a logtable.EventsTail, fleet mode), the fleet's events
+    table stands in for the file."""
+    src = _source(path, events)
     src.refresh()
     return src
 

@@ -60,15 +60,27 @@ def render() -> None:
                 help=f"Read new records every {LIVE_SECONDS:g} s (only the new lines are parsed).",
             )
             # The fragment reruns on its own, and when a filter in it changes.
-            st.fragment(_log_view, run_every=LIVE_SECONDS if live else None)(path, prefix, main_log)
+            events = _events(cfg, errors=prefix != "main")
+            st.fragment(_log_view, run_every=LIVE_SECONDS if live else None)(path, prefix, main_log, events)
 
 
-def _log_view(path: Path, prefix: str, main_log: Path) -> None:
-    if not path.exists():
+def _events(cfg, *, errors: bool):
+    """Fleet mode: the store's events table (every host's records); None on one host."""
+    if cfg.executor != "procrastinate":
+        return None
+    from bgjobs.wiring import wire
+
+    return logtable.EventsTail(wire(cfg).store, errors=errors)
+
+
+def _log_view(path: Path, prefix: str, main_log: Path, events=None) -> None:
+    if events is None and not path.exists():
         st.info(f"`{path}` does not exist yet. bgjobs creates it when the first job is queued.")
         return
+    if events is not None:
+        st.caption("Every host's records, from the fleet's events table.")
     with st.spinner(f"Reading {path.name}…", show_time=True):
-        src = logdata.source(path)
+        src = logdata.source(path, events)
     frame = src.frame
     if src.bad_lines:
         n = src.bad_lines
@@ -86,16 +98,21 @@ def _log_view(path: Path, prefix: str, main_log: Path) -> None:
     ranged = common.time_range_choice(f"{prefix}_range")
     _table(prefix, newest, len(filtered), len(frame), path, view_key=(choice, ranged, cap))
     _download(prefix, filtered, path)
-    _charts(prefix, src, key, filtered, lambda: failure_rates(main_log, filters))
+    main_events = None if events is None else _events_like(events, errors=False)
+    _charts(prefix, src, key, filtered, lambda: failure_rates(main_log, filters, main_events))
 
 
-def failure_rates(main_log: Path, filters: dict) -> pd.DataFrame:
+def _events_like(events, *, errors: bool):
+    return logtable.EventsTail(events.store, errors=errors)
+
+
+def failure_rates(main_log: Path, filters: dict, events=None) -> pd.DataFrame:
     """Failed attempts / ended attempts per class, over every attempt in the
     main log that the class, job and time filters select (see RATE_SCOPE).
     Never from the errors log, which holds the failures alone: every rate
     would be 100 %."""
     scope = {k: v for k, v in filters.items() if k in RATE_SCOPE}
-    return logdata.source(main_log).memo(
+    return logdata.source(main_log, events).memo(
         ("fail_rate", tuple(sorted(scope.items()))),
         lambda df: logstats.failure_rate_by_class(logtable.filter_logs(df, **scope)),
         CHART_AGE,
