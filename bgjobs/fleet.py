@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .pipes import write_all
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .config import Config
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 TASK = "bgjobs.wake"
 QUEUE = "bgjobs"
 CLAIMER_CODE = "import sys; from bgjobs.runner import main; sys.exit(main(['--claim']))"
+WARM_CODE = "import sys; from bgjobs.runner import main; sys.exit(main(['--claim', '--warm']))"
 
 
 def procrastinate_app(url: str, on_wake=None):
@@ -72,25 +75,40 @@ class ProcrastinateExecutor:
 
         return LocalExecutor(self.config).runner_env()
 
-    def start_claimer(self) -> int:
-        """Start, on this host, a runner that claims the next due job itself."""
+    def start_claimer(self, *, warm: bool = False) -> tuple[int, int | None]:
+        """Start, on this host, a runner that claims the next due job itself.
+        With `warm`, one that boots (psycopg imported, its connections open)
+        and then waits for a line on the pipe returned with its pid: `go`, and
+        it claims; end of input, and it exits."""
         from .executor import LocalExecutor, start_python, track
 
         env = LocalExecutor(self.config).runner_env()
         out = os.path.join(self.config.state_dir, "claimers.out")
         os.makedirs(self.config.state_dir, exist_ok=True)
         out_fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        read_fd = write_fd = None
         try:
+            if warm:
+                read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+                stdin = (os.POSIX_SPAWN_DUP2, read_fd, 0)
+            else:
+                stdin = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
             pid = start_python(
-                ["-c", CLAIMER_CODE],
+                ["-c", WARM_CODE if warm else CLAIMER_CODE],
                 env,
-                stdin=(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                stdin=stdin,
                 output=(os.POSIX_SPAWN_DUP2, out_fd, 1),
             )
+        except BaseException:
+            if write_fd is not None:
+                os.close(write_fd)
+            raise
         finally:
             os.close(out_fd)
+            if read_fd is not None:
+                os.close(read_fd)
         track(pid)
-        return pid
+        return pid, write_fd
 
     def start_runner(self, job_id: int, token) -> int:
         raise OSError("in fleet mode a runner claims its job itself (job-worker starts it)")
@@ -99,29 +117,64 @@ class ProcrastinateExecutor:
         raise OSError("in fleet mode each job-worker sweeps; there is no waker")
 
 
-def start_claimers(rt: Wiring) -> int:
+class Claimers:
+    """How job-worker starts runners on its host: it keeps one warm claimer
+    booted ahead (psycopg imported, connections open), so that a wake-up's job
+    does not pay for an interpreter and the driver's import; the first runner
+    a wake-up needs is that one, the rest start cold, and a new warm one boots
+    for the next wake-up."""
+
+    def __init__(self, rt: Wiring) -> None:
+        self.rt = rt
+        self.warm: int | None = None  # the write end of the warm claimer's pipe
+
+    def start(self, count: int) -> int:
+        started = 0
+        try:
+            for _ in range(count):
+                if not self._go_warm():
+                    self.rt.executor.start_claimer()
+                started += 1
+            self.keep_warm()
+        except OSError as exc:
+            print(f"bgjobs worker: could not start a runner: {exc}", file=sys.stderr, flush=True)
+        return started
+
+    def _go_warm(self) -> bool:
+        if self.warm is None:
+            return False
+        fd, self.warm = self.warm, None
+        try:
+            return write_all(fd, b"go\n")  # False: it died meanwhile; start one cold
+        finally:
+            os.close(fd)
+
+    def keep_warm(self) -> None:
+        if self.warm is None:
+            _, self.warm = self.rt.executor.start_claimer(warm=True)
+
+    def close(self) -> None:
+        """End of input: the warm claimer exits unused."""
+        if self.warm is not None:
+            os.close(self.warm)
+            self.warm = None
+
+
+def start_claimers(rt: Wiring, claimers: Claimers) -> int:
     """Start as many claiming runners on this host as there are due jobs and
     free slots here (worker_slots); returns how many were started."""
     free = rt.config.worker_slots - rt.store.running_on(rt.config.host)
     due = rt.store.due_count(limit=max(free, 0))
-    started = 0
-    for _ in range(min(free, due)):
-        try:
-            rt.executor.start_claimer()
-            started += 1
-        except OSError as exc:
-            print(f"bgjobs worker: could not start a runner: {exc}", file=sys.stderr, flush=True)
-            break
-    return started
+    return claimers.start(min(free, due))
 
 
-def sweep(rt: Wiring) -> None:
+def sweep(rt: Wiring, claimers: Claimers) -> None:
     """One host's periodic look: settle lost runners (any host's), and start
     runners here for due jobs a wake-up may have missed."""
     from .recovery import reconcile
 
     reconcile(rt)
-    start_claimers(rt)
+    start_claimers(rt, claimers)
 
 
 def heartbeat(rt: Wiring, started: float, fingerprint: str) -> None:

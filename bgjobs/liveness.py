@@ -31,6 +31,9 @@ class FlockLiveness:
     def path(self, job_id: int) -> str:
         return os.path.join(self.state_dir, "locks", f"{job_id}.lock")
 
+    def open(self) -> None:
+        """Nothing to open ahead: a lock file is opened as it is taken."""
+
     def take(self, job_id: int) -> int | None:
         """The lock of job `job_id`, or None if a live runner (or a reconciler)
         holds it. Taken inside the claim, and by reconcile to probe a runner."""

@@ -39,6 +39,10 @@ class AdvisoryLiveness:
             self._pid = os.getpid()
         return self._conn
 
+    def open(self) -> None:
+        """Open the connection now (a warm claimer, ahead of its claim)."""
+        self.conn  # noqa: B018 - the property opens it
+
     def _try(self, key: int) -> bool:
         return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
 

@@ -478,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     due. With `--claim` instead (fleet mode, started by job-worker): claim the
     next due job first, taking its liveness token inside the claim."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv == ["--claim"]:
-        return _claim_and_run()
+    if argv in (["--claim"], ["--claim", "--warm"]):
+        return _claim_and_run(warm=argv[-1] == "--warm")
     if len(argv) != 1 or not argv[0].isdigit():
         print("usage: python -m bgjobs.runner JOB_ID | --claim", file=sys.stderr)
         return 2
@@ -496,10 +496,24 @@ def main(argv: list[str] | None = None) -> int:
     return run_chain(Runner(rt), job_id, token)
 
 
-def _claim_and_run() -> int:
+WARM_IDLE = 600.0  # seconds a warm claimer waits for its `go` before it exits unused
+
+
+def _claim_and_run(*, warm: bool = False) -> int:
+    """Fleet mode: claim the next due job, taking its liveness token inside
+    the claim, and run it. A warm claimer (job-worker's, see fleet.Claimers)
+    first opens its connections, then waits for `go` on its stdin."""
     procs.close_inherited()
     rt = wire()
     os.chdir(rt.config.root)
+    if warm:
+        from . import attempt  # noqa: F401 - loaded while it waits, not after
+
+        rt.store.open()
+        rt.liveness.open()
+        ready, _, _ = select.select([0], [], [], WARM_IDLE)
+        if not ready or not os.read(0, 16).startswith(b"go"):
+            return 0  # its worker stopped, or never needed it
     claimed = launcher.claim(rt, limit=1)
     if not claimed:
         return 0  # another runner took it: a duplicate wake-up

@@ -74,6 +74,9 @@ class Liveness(Protocol):
     held by the job's runner for the job's whole life; it is freed however the
     runner dies, so a running job whose token can be taken has lost its runner."""
 
+    def open(self) -> None:
+        """Open what taking a token needs, ahead of the first claim."""
+
     def take(self, job_id: int) -> object | None:
         """The job's token, or None if a live runner (or a reconciler) holds it."""
 

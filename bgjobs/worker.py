@@ -34,11 +34,12 @@ def run(rt: Wiring) -> int:
         )
     started, fingerprint = time.time(), fleet.config_fingerprint(rt.config)
     stop = threading.Event()
+    claimers = fleet.Claimers(rt)
     lock = threading.Lock()  # one start of runners at a time in this process
 
     def on_wake(job_id: int | None) -> None:
         with lock:
-            fleet.start_claimers(rt)
+            fleet.start_claimers(rt, claimers)
 
     def sweeper() -> None:
         while not stop.wait(SWEEP):
@@ -46,13 +47,13 @@ def run(rt: Wiring) -> int:
                 executor.reap()
                 fleet.heartbeat(rt, started, fingerprint)
                 with lock:
-                    fleet.sweep(rt)
+                    fleet.sweep(rt, claimers)
             except Exception as exc:  # noqa: BLE001 - a sweep that fails is tried again next tick
                 print(f"bgjobs worker: sweep failed: {exc}", file=sys.stderr, flush=True)
 
     fleet.heartbeat(rt, started, fingerprint)
     with lock:
-        fleet.sweep(rt)
+        fleet.sweep(rt, claimers)
     thread = threading.Thread(target=sweeper, name="bgjobs-sweep", daemon=True)
     thread.start()
     print(
@@ -63,4 +64,6 @@ def run(rt: Wiring) -> int:
         app.run_worker(queues=[fleet.QUEUE], concurrency=1, install_signal_handlers=True, name=rt.config.host)
     finally:
         stop.set()
+        with lock:
+            claimers.close()
     return 0
