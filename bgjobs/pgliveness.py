@@ -16,8 +16,15 @@ never job ids: the waker's lock (one sweep per store) uses one of them.
 from __future__ import annotations
 
 import os
+import time
+
+from . import pg
+from .errors import StoreError
 
 WAKER_KEY = -101  # the one sweep per store (job ids are positive)
+# Seconds a runner whose session was lost tries to take its lock back: a
+# reconciler's probe (take, look, release) holds a free lock for a moment.
+RETAKE_FOR = 1.0
 
 
 class AdvisoryLiveness:
@@ -31,12 +38,18 @@ class AdvisoryLiveness:
         self.window = window
         self._conn = None
         self._pid = os.getpid()
+        self._held: set[int] = set()  # the keys this process's session holds
+        self._where = "the job store"
 
     @property
     def conn(self):
-        if self._conn is None or self._conn.closed or self._pid != os.getpid():
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken or self._pid != os.getpid():
+            self._held = set()  # a new session holds nothing yet
+            self._conn = None
             self._conn = self._connect()
             self._pid = os.getpid()
+            self._where = pg.where_of(self._conn)
         return self._conn
 
     def open(self) -> None:
@@ -44,13 +57,46 @@ class AdvisoryLiveness:
         self.conn  # noqa: B018 - the property opens it
 
     def _try(self, key: int) -> bool:
-        return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
+        """Try the lock `key` on this process's session. A session that was
+        lost meanwhile (psycopg learns it only at its next use; the server
+        restarted, or ended it) holds nothing: the try is made again, once,
+        on a new one. A failure is a StoreError, as the store's are."""
+        for again in (True, False):
+            try:
+                taken = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
+            except pg.driver().Error as exc:
+                self._lost()
+                if again and isinstance(exc, pg.driver().OperationalError):
+                    continue
+                raise self._failed(exc) from None
+            if taken:
+                self._held.add(key)
+            return taken
+        raise AssertionError("unreachable")
+
+    def _lost(self) -> None:
+        """Drop a session that failed: its locks are gone with it."""
+        conn, self._conn, self._held = self._conn, None, set()
+        if conn is not None and self._pid == os.getpid():
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - it is broken already
+                pass
+
+    def _failed(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"the job locks' connection to {self._where} failed ({pg.one_line(exc)}); {pg.UNREACHABLE_ADVICE}",
+            path=self._where,
+        )
 
     def _unlock(self, key: int) -> None:
+        self._held.discard(key)
+        if self._conn is None or self._pid != os.getpid():
+            return  # no session of ours: nothing held
         try:
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            self._conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         except Exception:  # noqa: BLE001 - a lost session has let go of its locks already
-            pass
+            self._lost()
 
     def take(self, job_id: int) -> int | None:
         """The job's lock, or None if a live runner on any host (or a reconciler) holds it."""
@@ -60,15 +106,50 @@ class AdvisoryLiveness:
         self._unlock(job_id)
 
     def renew(self, job_id: int) -> bool:
-        """Whether this runner still holds its job's lock. A session that was
-        lost (PostgreSQL restarted, the network blinked) let go of it: take it
-        again on a new connection. That works within the restart window, while
-        no reconcile may settle the job (may_settle); past it, another host may
-        have taken it, and the runner must fence itself (False)."""
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+        """Whether this runner still holds its job's lock. Its session is
+        checked (one round trip): a session lost to a PostgreSQL restart or a
+        cut connection let go of the lock, though psycopg does not know it until
+        the connection is used. Then the lock is taken again on a new session,
+        if it is free (a reconciler's probe is waited out, RETAKE_FOR), and kept
+        only while the job is still running with a lease younger than the
+        window: within it no reconcile may settle the job (may_settle). Past
+        it, or with the lock taken by another session, another host may have
+        settled the job and run it again: the runner must fence itself (False)."""
+        if job_id in self._held and self._session_alive():
             return True
-        self._conn = None
-        return self._try(job_id)
+        deadline = time.monotonic() + RETAKE_FOR
+        while not self._try(job_id):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        if self._still_running(job_id):
+            return True
+        self._unlock(job_id)
+        return False
+
+    def _session_alive(self) -> bool:
+        if self._conn is None or self._conn.closed or self._pid != os.getpid():
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - lost: renew takes the lock again
+            self._lost()
+            return False
+
+    def _still_running(self, job_id: int) -> bool:
+        """Whether job `job_id` is running, its lease younger than the window
+        (by the database's clock): no reconcile has settled it, nor may."""
+        try:
+            row = self.conn.execute(
+                f"SELECT {pg.RUNNING_SQL} AND extract(epoch FROM clock_timestamp()) - updated_at < %s "
+                "FROM jobs WHERE id = %s",
+                (self.window, job_id),
+            ).fetchone()
+        except pg.driver().Error as exc:
+            self._lost()
+            raise self._failed(exc) from None
+        return bool(row and row[0])
 
     def may_settle(self, job, store) -> bool:
         """A job whose lock is free is settled only once its runner has not
@@ -100,4 +181,4 @@ class AdvisoryLiveness:
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
-        self._conn = None
+        self._conn, self._held = None, set()

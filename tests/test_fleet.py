@@ -302,6 +302,8 @@ def test_a_stale_runner_is_fenced_and_the_second_run_is_the_jobs_end(fleet, pg_s
     assert names.count("lost") == 1 and names.count("succeeded") == 1, names
     assert next(r for r in events if r["event"] == "succeeded")["host"] == "h2"
     assert [line["run"] for line in marker_lines(runs)] == [1, 2]
+    # It said so in its output file, on its own host.
+    assert f"fenced: job {job_id}" in (fleet.root / "logs-h1" / "jobs" / f"{job_id}.out").read_text()
 
 
 @pytest.mark.slow
