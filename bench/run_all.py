@@ -22,7 +22,10 @@ system peers are bench-only too (not in requirements.txt):
 
     apt-get update && apt-get install -y redis-server task-spooler
 
-A peer that is missing is skipped with a note in its table.
+A peer that is missing is skipped with a note in its table. bench_fleet.py
+also needs PostgreSQL's server programs, initdb and pg_ctl, as the fleet tests
+do (Debian: `apt-get install -y postgresql`); it starts a throwaway server of
+its own (tests/pgserver.py), and without one it prints a note, not a table.
 """
 
 from __future__ import annotations
@@ -114,7 +117,9 @@ def bench_venv(code: Path) -> tuple[Path, str]:
     # The pip that writes the console scripts, as dev.py installs it (its PIP): 25.2 and
     # later write wrappers without `import re`, which each command would pay for.
     subprocess.run([*pip, _dev_pip()], check=True, cwd=code.parent)
-    subprocess.run([*pip, str(code)], check=True, cwd=code.parent)
+    # With the fleet extra (psycopg, Procrastinate), for bench_fleet.py: bgjobs
+    # imports it only in fleet mode, so no other figure changes.
+    subprocess.run([*pip, f"{code}[fleet]"], check=True, cwd=code.parent)
     peers = "rq and celery"
     # (celery 5.7 imports packaging without declaring it)
     if subprocess.run([*pip, "rq", "celery", "redis", "packaging"], cwd=code.parent).returncode != 0:
