@@ -355,3 +355,31 @@ def test_a_postgresql_restart_with_jobs_running_settles_nothing_early_and_runs_n
         assert fleet.workers[host].poll() is None, fleet.worker_output(host)
     more = [fleet.submit("record_start", str(marker), 0.2) for _ in range(4)]
     assert all(j.status.value == "succeeded" for j in fleet.wait_final(more, timeout=60)), fleet.diagnostics()
+
+
+@pytest.mark.slow
+def test_a_cross_host_cancel_of_a_stuck_runner_ends_cancelled_by_its_hosts_sweep(fleet, capsys):
+    """h1's runner is stopped (SIGSTOP), so it cannot act on the cancel. The
+    client cannot signal another host's processes: h1's sweep force-stops the
+    runner once the grace (and its margin) is over, and the job is settled
+    cancelled. job-cancel waits for that, and says cancelled."""
+    fleet.configure(fence_after=20, cancel_grace=1)
+    fleet.start_worker("h1")
+    pidfile = fleet.root / "grandchild.pid"
+    job_id = fleet.submit("spawn_sleep", str(pidfile))
+    job = fleet.wait_running(job_id)
+    grandchild = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 30, what="the grandchild"))
+    kill(job.runner_pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        out = fleet.cli("job-cancel", str(job_id))
+        took = time.monotonic() - t0
+    finally:
+        kill(job.runner_pid, signal.SIGCONT)
+    done = fleet.wait_final([job_id], timeout=60)[0]
+    with capsys.disabled():
+        print(f"\ncross-host cancel of a stuck runner: job-cancel took {took:.2f}s, exit {out.returncode}")
+    assert done.status.value == "cancelled", fleet.diagnostics()
+    wait_until(lambda: gone_or_zombie(grandchild), 10, what="the grandchild to be killed")
+    assert gone_or_zombie(job.pid)
+    assert (out.returncode, out.stdout.strip()) == (0, f"job {job_id} cancelled"), out
