@@ -212,7 +212,8 @@ class Connections:
         """This thread's connection, opened (or opened again) if need be."""
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid() and not conn.closed and not conn.broken:
-            return conn
+            if not _ended_by_server(conn):
+                return conn
         self._local.conn = None
         if conn is not None and self._local.pid == os.getpid():
             conn.close()  # broken: drop it; a forked copy is left alone (psycopg closes it in no child)
@@ -232,6 +233,22 @@ class Connections:
         self._local.conn = None
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
+
+
+def _ended_by_server(conn: psycopg.Connection) -> bool:
+    """Whether idle `conn` was ended by the server meanwhile (a restart,
+    pg_terminate_backend): its socket is readable, with the server's goodbye or
+    its end, where nothing else comes to an idle connection that does not
+    LISTEN. psycopg learns it only at the next statement, which would fail: a
+    write is not tried again (it may have landed), so the first write after a
+    restart would fail for nothing. No round trip: a poll of the socket."""
+    if conn.info.transaction_status != driver().pq.TransactionStatus.IDLE:
+        return False  # inside a transaction: never swapped for another
+    import select
+
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 # --- the schema -----------------------------------------------------------------
