@@ -278,3 +278,19 @@ def advisory_locks_held(server, url: str) -> set[int]:
         f"WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND d.datname = '{dbname}'"
     )
     return {row[0] for row in rows or []}
+
+
+def warm_claimers(host: str) -> list[int]:
+    """The pids of `host`'s warm claimers (job-worker's runner booted ahead)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or "--warm" not in " ".join(
+            proc.info["cmdline"] or ()
+        ):
+            continue
+        try:
+            if proc.environ().get("BGJOBS_HOST") == host:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found

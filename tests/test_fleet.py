@@ -21,6 +21,7 @@ from tests.fleet_helpers import (
     kill,
     marker_lines,
     terminate_sessions,
+    warm_claimers,
 )
 from tests.overlap import peak_concurrency, recorded_spans
 
@@ -148,9 +149,11 @@ def test_a_sigkilled_job_worker_loses_no_job(fleet):
         interval=0.05,
         what="a job running on h1",
     )
+    warm = wait_until(lambda: warm_claimers("h1"), 30, what="h1's warm claimer")
     worker = fleet.workers["h1"]
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
+    assert all(alive(j.runner_pid) for j in on_h1)  # detached: they run on
     after = [fleet.submit("record_start", str(marker), 0.5) for _ in range(4)]
 
     jobs = fleet.wait_final(before + after, timeout=120)
@@ -163,6 +166,8 @@ def test_a_sigkilled_job_worker_loses_no_job(fleet):
     assert runs == Counter({i: 1 for i in before + after}), runs  # nothing ran twice
     assert "h2" in {fleet.job(i).host for i in after}  # the remaining worker took up the work
     assert all(r["event"] != "lost" for i in before + after for r in fleet.events(i))
+    # The warm claimer it kept saw the end of its pipe and left, unused.
+    wait_until(lambda: not any(map(alive, warm)), 30, what="h1's warm claimer to exit")
 
 
 @pytest.mark.slow
@@ -171,6 +176,7 @@ def test_job_worker_on_sigterm_exits_0_promptly_and_its_jobs_run_to_success(flee
     marker = fleet.root / "runs.jsonl"
     ids = [fleet.submit("record_start", str(marker), 4) for _ in range(2)]
     jobs = [fleet.wait_running(i) for i in ids]
+    warm = wait_until(lambda: warm_claimers("h1"), 30, what="h1's warm claimer")
     worker = fleet.workers["h1"]
     t0 = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -181,6 +187,7 @@ def test_job_worker_on_sigterm_exits_0_promptly_and_its_jobs_run_to_success(flee
         print(f"\njob-worker exited {code} {took:.2f}s after SIGTERM")
     assert took < 10
     assert all(alive(j.runner_pid) for j in jobs)  # its runners are still at work
+    wait_until(lambda: not any(map(alive, warm)), 30, what="its warm claimer to exit")
     done = fleet.wait_final(ids, timeout=60)
     assert [(j.status.value, j.host, j.attempt) for j in done] == [("succeeded", "h1", 1)] * 2
     assert sorted(line["id"] for line in marker_lines(marker)) == sorted(ids)
