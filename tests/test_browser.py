@@ -221,6 +221,8 @@ def _launch(page, url: str, class_path: str, method: str, **fields) -> int:
 def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=TIMEOUT_MS)  # a loaded machine renders slowly; 5 s by default
+
     proj = browser_project
     # Some history, so the table and the screenshot show every kind of row.
     failing = proj.submit("run", "disk full", cls="jobs.demo.AlwaysFails")
@@ -304,6 +306,8 @@ def test_launch_watch_cancel_and_logs(browser_project, page, tmp_path):
 
 def test_password_gate_in_the_browser(browser_project, page, tmp_path):
     from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)  # a loaded machine renders slowly; 5 s by default
 
     url, _, stop = start_server(browser_project, tmp_path, password="correct horse")
     try:

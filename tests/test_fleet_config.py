@@ -241,10 +241,12 @@ def test_one_host_on_a_postgresql_store_runs_jobs_to_their_end(project, pg_url):
     assert not (project.root / "state" / "jobs.sqlite3").exists()
     proc = project.cli("job-status", str(ok), "--json", check=True)
     assert '"status": "succeeded"' in proc.stdout
-    delayed = project.submit("ok", delay=1.0)
+    # Still queued while the long one starts, however slow the machine; it is
+    # released for good below by a timeline of its own.
+    delayed = project.submit("ok", delay=2.0)
     long = project.submit("sleep", 600)
-    project.wait_status(long, "running")
     assert project.rt.store.get(delayed).status.value == "queued"
+    project.wait_status(long, "running")
     proc = project.cli("job-cancel", str(long), "--json")
     assert proc.returncode == 0, proc.stderr
     assert project.job(long).status.value == "cancelled"
