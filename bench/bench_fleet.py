@@ -169,32 +169,55 @@ def pct(xs: list[float], p: int) -> float:
     return statistics.quantiles(xs, n=100, method="inclusive")[p - 1]
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of `pid` from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[1])
+
+
 class SpawnCounter(threading.Thread):
     """Counts the processes the workers start (their runners) while it runs, by
     looking at /proc every 10 ms for new pids whose parent is a worker (a
-    runner lives at least an interpreter's start). Its own CPU time is kept in
-    `cpu`, to take out of this process's."""
+    runner lives at least an interpreter's start), and the most that were alive
+    at once under one worker (`peak`). Its own CPU time is kept in `cpu`, to
+    take out of this process's."""
 
     def __init__(self, parents: set[int]) -> None:
         super().__init__(name="bench-spawn-counter", daemon=True)
         self.parents = parents
         self.found: set[int] = set()
         self.cpu = 0.0
+        self.peak = 0
         self.halt = threading.Event()
         self.looked = {int(name) for name in os.listdir("/proc") if name.isdigit()}
+        self.live: dict[int, int] = {}  # pid -> its worker, for the workers' live children
+        for pid in self.looked:
+            st = _stat(pid)
+            if st and st[1] in parents and st[0] != "Z":
+                self.live[pid] = st[1]
 
     def _scan(self) -> None:
         # A pid is looked at once: one reused within a round (after the pid space
         # wrapped) would be missed; the round is far shorter than that.
         for pid in {int(name) for name in os.listdir("/proc") if name.isdigit()} - self.looked:
             self.looked.add(pid)
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(b")") + 2 :].split()[1]) in self.parents:
+            st = _stat(pid)
+            if st and st[1] in self.parents:
                 self.found.add(pid)
+                self.live[pid] = st[1]
+        for pid, parent in list(self.live.items()):
+            st = _stat(pid)
+            if st is None or st[0] == "Z" or st[1] != parent:
+                del self.live[pid]
+        per_worker: dict[int, int] = {}
+        for parent in self.live.values():
+            per_worker[parent] = per_worker.get(parent, 0) + 1
+        self.peak = max(self.peak, *per_worker.values(), 0)
 
     def run(self) -> None:
         t0 = time.thread_time()
@@ -388,6 +411,7 @@ class Modes:
         self.runners: dict[str, list[int]] = {"local": [], "fleet": []}
         self.returned: dict[str, list[float]] = {"local": [], "fleet": []}  # run_background_job() calls
         self.spawned: list[int] = []  # runner processes the workers started, per fleet round
+        self.peak: list[int] = []  # the most runner processes alive at once under one worker, per round
         self.server_cpu: list[float] = []  # PostgreSQL's CPU per job, per fleet round
         self.worker_cpu: list[float] = []  # the job-workers' own CPU per job, per fleet round
         self.runner_cpu: list[float] = []  # the runners' and attempts' CPU per job, per fleet round
@@ -398,7 +422,14 @@ class Modes:
         """Forget the warm-up's figures."""
         self.runners = {"local": [], "fleet": []}
         self.returned = {"local": [], "fleet": []}
-        for figures in (self.spawned, self.server_cpu, self.worker_cpu, self.runner_cpu, self.client_cpu):
+        for figures in (
+            self.spawned,
+            self.peak,
+            self.server_cpu,
+            self.worker_cpu,
+            self.runner_cpu,
+            self.client_cpu,
+        ):
             figures.clear()
 
     def exclude(self) -> set[int]:
@@ -461,6 +492,7 @@ class Modes:
         cpu = _self_cpu(exclude) - me0
         if mode == "fleet":
             self.spawned.append(counter.finish())
+            self.peak.append(counter.peak)
             cpu -= counter.cpu
             server = self.fleet.server_cpu() - server0
             tree, own = self.fleet.workers_cpu()
@@ -890,7 +922,10 @@ def main() -> int:
             f"{', '.join(str(s) for s in modes.runners['local'])}). A wake-up on a host with a free slot "
             "sends its warm claimer to claim and boots the next one, a fresh interpreter that imports "
             "bgjobs and psycopg; a claimer that finds nothing to claim (another host's runner, running "
-            "its chain, took the job) exits."
+            "its chain, took the job) exits. The most runner processes alive at once under one worker "
+            f"(worker_slots {slots}), per round: {', '.join(str(p) for p in modes.peak)}: a host's free "
+            "slots are its worker_slots less its claimed jobs, so claimers booting or claiming do not "
+            "count against them."
         )
     if modes.server_cpu:
 
