@@ -22,9 +22,9 @@ from . import pg
 from .errors import StoreError
 
 WAKER_KEY = -101  # the one sweep per store (job ids are positive)
-# Seconds a runner whose session was lost tries to take its lock back: a
-# reconciler's probe (take, look, release) holds a free lock for a moment.
-RETAKE_FOR = 1.0
+# Seconds between a runner's tries to take back the lock of a lost session,
+# while a reconciler's probe holds it.
+RETRY_PAUSE = 0.05
 
 
 class AdvisoryLiveness:
@@ -110,22 +110,27 @@ class AdvisoryLiveness:
         checked (one round trip): a session lost to a PostgreSQL restart or a
         cut connection let go of the lock, though psycopg does not know it until
         the connection is used. Then the lock is taken again on a new session,
-        if it is free (a reconciler's probe is waited out, RETAKE_FOR), and kept
-        only while the job is still running with a lease younger than the
-        window: within it no reconcile may settle the job (may_settle). Past
-        it, or with the lock taken by another session, another host may have
-        settled the job and run it again: the runner must fence itself (False)."""
+        as long as the job is still this runner's (running, with this process
+        as its runner) and its lease younger than the window: within it no
+        reconcile may settle the job (may_settle), and whoever holds the lock
+        meanwhile is a reconciler's probe (take, look, release), waited out.
+        Otherwise another host may have settled the job and run it again: the
+        runner must fence itself (False)."""
         if job_id in self._held and self._session_alive():
             return True
-        deadline = time.monotonic() + RETAKE_FOR
-        while not self._try(job_id):
-            if time.monotonic() >= deadline:
+        from .procs import start_time
+
+        me = (os.getpid(), start_time(os.getpid()))
+        while True:
+            taken = self._try(job_id)
+            if self._still_mine(job_id, me):
+                if taken:
+                    return True
+            else:
+                if taken:
+                    self._unlock(job_id)
                 return False
-            time.sleep(0.05)
-        if self._still_running(job_id):
-            return True
-        self._unlock(job_id)
-        return False
+            time.sleep(RETRY_PAUSE)
 
     def _session_alive(self) -> bool:
         if self._conn is None or self._conn.closed or self._pid != os.getpid():
@@ -137,14 +142,15 @@ class AdvisoryLiveness:
             self._lost()
             return False
 
-    def _still_running(self, job_id: int) -> bool:
-        """Whether job `job_id` is running, its lease younger than the window
-        (by the database's clock): no reconcile has settled it, nor may."""
+    def _still_mine(self, job_id: int, runner: tuple[int, int | None]) -> bool:
+        """Whether job `job_id` is running, with `runner` (pid, start time) as
+        its runner, and its lease younger than the window (by the database's
+        clock): no reconcile has settled it, nor may yet."""
         try:
             row = self.conn.execute(
-                f"SELECT {pg.RUNNING_SQL} AND extract(epoch FROM clock_timestamp()) - updated_at < %s "
-                "FROM jobs WHERE id = %s",
-                (self.window, job_id),
+                f"SELECT {pg.RUNNING_SQL} AND runner_pid = %s AND runner_start IS NOT DISTINCT FROM %s "
+                "AND extract(epoch FROM clock_timestamp()) - updated_at < %s FROM jobs WHERE id = %s",
+                (*runner, self.window, job_id),
             ).fetchone()
         except pg.driver().Error as exc:
             self._lost()

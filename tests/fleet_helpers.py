@@ -233,6 +233,8 @@ class Fleet:
         lines = [f"{j.id} {j.status.value} attempt={j.attempt} host={j.host}" for j in self.store.list_jobs()]
         for host in self.workers:
             lines.append(f"--- {host} worker:\n{self.worker_output(host)[-2000:]}")
+        for path in sorted(self.root.glob("logs-*/jobs/*.out")):
+            lines.append(f"--- {path.relative_to(self.root)}:\n{path.read_text(errors='replace')[-1500:]}")
         return "\n".join(lines)
 
 

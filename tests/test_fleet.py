@@ -342,12 +342,16 @@ def test_a_postgresql_restart_with_jobs_running_settles_nothing_early_and_runs_n
     # the restart goes through on a new one (the ended one is noticed unused).
     late = fleet.submit("record_start", str(marker), 0.2)
     # Each runner takes its job's lock back (within fence_after), while its job runs.
-    wait_until(
-        lambda: advisory_locks_held(pg_server, fleet.url) >= set(ids),
-        8,
-        interval=0.1,
-        what="the runners to take their locks back",
-    )
+    try:
+        wait_until(
+            lambda: advisory_locks_held(pg_server, fleet.url) >= set(ids),
+            8,
+            interval=0.1,
+            what="the runners to take their locks back",
+        )
+    except AssertionError as exc:
+        held = advisory_locks_held(pg_server, fleet.url)
+        raise AssertionError(f"{exc}: held {held}\n{fleet.diagnostics()}") from None
     assert all(fleet.job(i).status.value == "running" for i in ids)
 
     jobs = fleet.wait_final(ids, timeout=120)
@@ -391,3 +395,36 @@ def test_a_cross_host_cancel_of_a_stuck_runner_ends_cancelled_by_its_hosts_sweep
     wait_until(lambda: gone_or_zombie(grandchild), 10, what="the grandchild to be killed")
     assert gone_or_zombie(job.pid)
     assert (out.returncode, out.stdout.strip()) == (0, f"job {job_id} cancelled"), out
+
+
+@pytest.mark.slow
+def test_a_runner_whose_session_was_cut_waits_out_a_probe_of_its_lock_and_takes_it_back(fleet, pg_server):
+    """The runner's sessions are ended (as by a restart); before it can take
+    its lock back, another session (a reconciler's probe, here held longer
+    than a probe takes, as on a busy host) has it. That is no reason to fence:
+    within fence_after the runner waits, takes it back, and its job runs once."""
+    import psycopg
+
+    fleet.configure(fence_after=10, max_retries=2)
+    fleet.start_worker("h1")
+    marker = fleet.root / "runs.jsonl"
+    job_id = fleet.submit("record_start", str(marker), 6)
+    job = fleet.wait_running(job_id)
+    wait_until(lambda: job_id in advisory_locks_held(pg_server, fleet.url), 10, what="the runner's lock")
+    with psycopg.connect(fleet.url, autocommit=True) as probe:
+        assert terminate_sessions(pg_server, fleet.url, "bgjobs h1") >= 1
+        wait_until(
+            lambda: probe.execute("SELECT pg_try_advisory_lock(%s)", (job_id,)).fetchone()[0],
+            10,
+            what="the probe to take the freed lock",
+        )
+        time.sleep(3)  # the probe holds it across the runner's next polls (not a wait for a condition)
+        probe.execute("SELECT pg_advisory_unlock(%s)", (job_id,))
+    wait_until(
+        lambda: job_id in advisory_locks_held(pg_server, fleet.url), 10, what="the runner to take it back"
+    )
+    done = fleet.wait_final([job_id], timeout=60)[0]
+    assert (done.status.value, done.attempt, done.host) == ("succeeded", 1, "h1"), fleet.diagnostics()
+    assert len(marker_lines(marker)) == 1
+    assert "fenced" not in (fleet.root / "logs-h1" / "jobs" / f"{job_id}.out").read_text()
+    assert gone_or_zombie(job.runner_pid) or fleet.job(job_id).is_final
