@@ -136,36 +136,34 @@ def test_a_sigkilled_runner_is_retried_and_succeeds_with_one_lost_record(fleet):
 
 @pytest.mark.slow
 def test_a_sigkilled_job_worker_loses_no_job(fleet):
+    """h1 runs two long jobs, and two more wait for its slots, when its worker
+    is killed outright. Its runners are detached and finish their jobs there;
+    h2's worker, started then, takes up the waiting jobs and the new ones."""
     fleet.start_worker("h1")
-    fleet.start_worker("h2")
     marker = fleet.root / "runs.jsonl"
-    before = [fleet.submit("record_start", str(marker), 3) for _ in range(4)]
-    # Wait until h1 runs a job, then kill its worker outright.
-    on_h1 = wait_until(
-        lambda: [
-            j for j in map(fleet.job, before) if j.status.value == "running" and j.host == "h1" and j.pid
-        ],
-        60,
-        interval=0.05,
-        what="a job running on h1",
-    )
+    running = [fleet.submit("record_start", str(marker), 6) for _ in range(2)]
+    on_h1 = [fleet.wait_running(i) for i in running]
+    assert {j.host for j in on_h1} == {"h1"}
+    waiting = [fleet.submit("record_start", str(marker), 0.5) for _ in range(2)]
     warm = wait_until(lambda: warm_claimers("h1"), 30, what="h1's warm claimer")
     worker = fleet.workers["h1"]
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
     assert all(alive(j.runner_pid) for j in on_h1)  # detached: they run on
-    after = [fleet.submit("record_start", str(marker), 0.5) for _ in range(4)]
+    assert [fleet.job(i).status.value for i in waiting] == ["queued"] * 2  # h1 had no slot for them
+    fleet.start_worker("h2")
+    after = [fleet.submit("record_start", str(marker), 0.5) for _ in range(2)]
 
-    jobs = fleet.wait_final(before + after, timeout=120)
-    assert [j.status.value for j in jobs] == ["succeeded"] * 8, fleet.diagnostics()
-    # The jobs h1's runners had kept running there (they are detached), once each.
-    for job in on_h1:
-        done = fleet.job(job.id)
-        assert (done.host, done.attempt) == ("h1", 1)
+    ids = running + waiting + after
+    jobs = fleet.wait_final(ids, timeout=120)
+    assert [j.status.value for j in jobs] == ["succeeded"] * 6, fleet.diagnostics()
+    # The jobs h1's runners had, they ran to their end there, once each.
+    assert [(fleet.job(i).host, fleet.job(i).attempt) for i in running] == [("h1", 1)] * 2
     runs = Counter(line["id"] for line in marker_lines(marker))
-    assert runs == Counter({i: 1 for i in before + after}), runs  # nothing ran twice
-    assert "h2" in {fleet.job(i).host for i in after}  # the remaining worker took up the work
-    assert all(r["event"] != "lost" for i in before + after for r in fleet.events(i))
+    assert runs == Counter(dict.fromkeys(ids, 1)), runs  # nothing ran twice
+    # The remaining worker took up the work (h1's runners were busy for 6 s).
+    assert "h2" in {fleet.job(i).host for i in waiting + after}, fleet.diagnostics()
+    assert all(r["event"] != "lost" for i in ids for r in fleet.events(i))
     # The warm claimer it kept saw the end of its pipe and left, unused.
     wait_until(lambda: not any(map(alive, warm)), 30, what="h1's warm claimer to exit")
 
