@@ -140,6 +140,14 @@ class Claimers:
             print(f"bgjobs worker: could not start a runner: {exc}", file=sys.stderr, flush=True)
         return started
 
+    def busy(self) -> int:
+        """The runners this worker started that are still alive (booting,
+        claiming or running jobs): a slot each, even before their claim."""
+        from .executor import reap, tracked_pids
+
+        reap()
+        return len(tracked_pids()) - (1 if self.warm is not None else 0)
+
     def _go_warm(self) -> bool:
         if self.warm is None:
             return False
@@ -163,8 +171,10 @@ class Claimers:
 def start_claimers(rt: Wiring, claimers: Claimers) -> int:
     """Start as many claiming runners on this host as there are due jobs and
     free slots here (worker_slots); returns how many were started."""
-    free = rt.config.worker_slots - rt.store.running_on(rt.config.host)
-    due = rt.store.due_count(limit=max(free, 0))
+    free = rt.config.worker_slots - max(rt.store.running_on(rt.config.host), claimers.busy())
+    if free <= 0:
+        return 0
+    due = rt.store.due_count(limit=free)
     return claimers.start(min(free, due))
 
 
