@@ -171,7 +171,10 @@ class PgStore:
         self._connections.close()
 
     def _offset(self, t: float) -> float:
-        """Caller time `t` as an offset from now, to add to the database's now."""
+        """Caller time `t` as an offset from now, to add to the database's now.
+        The connection is made first: a new one's setup (connect, schema check)
+        between the offset and the statement would shift the time by as much."""
+        self._conn()
         return float(t) - self.clock()
 
     # --- reads ----------------------------------------------------------------
