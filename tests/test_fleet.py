@@ -33,6 +33,7 @@ def fleet(project, pg_url):
     fleet.stop_workers()
 
 
+@pytest.mark.slow
 def test_jobs_spread_over_the_hosts_and_each_shows_its_host(fleet):
     fleet.start_worker("h1")
     fleet.start_worker("h2")
