@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .wiring import Wiring
 
 MARGIN = recovery.STUCK_MARGIN  # seconds past the grace before we stop the attempt ourselves
+SWEEP_GAP = 2.0  # seconds between a job-worker's sweeps (bgjobs.worker.SWEEP), for fleet mode
 
 
 class CancelResult(NamedTuple):
@@ -114,6 +115,10 @@ def _settle(rt: Wiring, job: Job) -> Job:
     """Reconcile `job` once its runner is gone (a killed process frees its
     token a moment after the kill): it is recorded cancelled."""
     deadline = time.monotonic() + MARGIN
+    if job.host not in (None, rt.config.host):
+        # Another host's runner: only its host's sweep can stop it, and its lock
+        # may be free before its lease is fence_after old.
+        deadline += rt.config.fence_after + 2 * SWEEP_GAP
     while True:
         done = recovery.settle(rt, job.id)
         if done is not None:

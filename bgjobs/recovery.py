@@ -8,8 +8,6 @@ reconcilers in other processes cannot settle it twice.
 
 from __future__ import annotations
 
-import time
-
 from . import lifecycle
 from .job import Job, Status
 
@@ -25,7 +23,7 @@ LOST = "its runner process died (killed, crashed or rebooted)"
 def reconcile(rt: Wiring) -> list[Job]:
     """Settle every running job whose runner died. Returns the settled jobs."""
     settled = []
-    now = time.time()
+    now = rt.store.db_now()  # cancel_requested_at is on the store's clock, not this host's
     for job in rt.store.jobs_in(Status.RUNNING):
         done = settle(rt, job.id)
         if done is not None:
@@ -48,7 +46,7 @@ def settle(rt: Wiring, job_id: int) -> Job | None:
         if (
             current is not None
             and current.status is Status.RUNNING
-            and rt.liveness.may_settle(current, rt.store)
+            and (_runner_dead_here(rt, current) or rt.liveness.may_settle(current, rt.store))
         ):
             rt.signaller.stop_leftovers(current)
             done = lifecycle.lost(rt, current, LOST)
@@ -58,3 +56,9 @@ def settle(rt: Wiring, job_id: int) -> Job | None:
         # can; taking it may have made it again).
         rt.liveness.release(token, job_id, final=current is None or current.is_final)
     return done
+
+
+def _runner_dead_here(rt: Wiring, job: Job) -> bool:
+    """The job's runner ran on this host and its recorded (pid, start time)
+    names no process now: a free lock then needs no restart window."""
+    return job.runner_pid is not None and not rt.signaller.runner_alive(job)

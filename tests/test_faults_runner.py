@@ -79,7 +79,7 @@ def test_an_output_file_that_cannot_be_opened_fails_the_job_after_its_attempts(f
 
 def test_a_runner_that_dies_before_its_attempt_uses_up_an_attempt(fp):
     fp.write_config(allowed_classes=[FAULTS], max_retries=1, retry_delay=0.05, retry_backoff=1)
-    job_id = fp.submit("hello", cls=FAULTS, delay=1.0)  # the waker starts it, a second from now
+    job_id = fp.submit("hello", cls=FAULTS, delay=5.0)  # the waker starts it, after the config breaks
     # The waker has read the config once it works in the project's folder.
     wait_until(lambda: any(_is_waker(p, fp.root) for p in fp.processes()), what="the waker")
     # Every runner started from now on dies reading its config, before its attempt.
