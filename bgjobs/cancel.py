@@ -18,7 +18,7 @@ from .limits import check_grace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .wiring import Wiring
+    from .seams import Wiring
 
 MARGIN = recovery.STUCK_MARGIN  # seconds past the grace before we stop the attempt ourselves
 SWEEP_GAP = 2.0  # seconds between a job-worker's sweeps (bgjobs.worker.SWEEP), for fleet mode

@@ -21,7 +21,7 @@ from .pipes import write_all
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .config import Config
-    from .wiring import Wiring
+    from .seams import Wiring
 
 TASK = "bgjobs.wake"
 QUEUE = "bgjobs"

@@ -22,13 +22,13 @@ import sys
 
 from . import executor, launcher, procs
 from .job import Job
-from .launcher import Launch
+from .lifecycle import Launch
 from .pipes import send, set_environ, write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .config import Config
-    from .wiring import Wiring
+    from .seams import Wiring
 
 
 class ForkedRunner:

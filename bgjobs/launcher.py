@@ -13,48 +13,16 @@ lost runners and then claims due jobs (priority, then age) up to the limits.
 
 from __future__ import annotations
 
-import json
-from typing import NamedTuple
-
 from . import allowlist, lifecycle, limits, procs, recovery
 from .errors import RejectedError
 from .job import Job
+from .lifecycle import Launch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .wiring import Wiring
-
-
-class Launch(NamedTuple):
-    """A checked launch, ready to be inserted: the row's spec and policy
-    (`values`), when it may start, and who asked."""
-
-    values: dict
-    run_after: float
-    source: str
-    user: str | None
-    retry_of: int | None
-
-    def to_json(self) -> str:
-        return json.dumps(self._asdict())
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Launch:
-        return cls(**json.loads(text))
-
-    def made(self, job: Job) -> bool:
-        """Whether `job` is the row this launch inserted: the same call, at the
-        start time it chose (within a second: a PostgreSQL store keeps it on the
-        database's clock, converted by offset)."""
-        v = self.values
-        same_call = (job.class_path, job.method, list(job.params)) == (
-            v["class_path"],
-            v["method"],
-            list(v["params"]),
-        )
-        return same_call and abs(job.run_after - self.run_after) < 1.0
+    from .seams import Wiring
 
 
 def prepare(

@@ -13,7 +13,7 @@ from .job import Job, Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .wiring import Wiring
+    from .seams import Wiring
 
 # Seconds past a cancel's grace period before reconcile stops the job itself.
 STUCK_MARGIN = 5.0

@@ -24,7 +24,8 @@ from .context import SIGNALLED
 from .errors import RejectedError, StoreError
 from .job import Job, Status
 from .output import JobOutput, tail
-from .wiring import Wiring, wire
+from .seams import Wiring
+from .wiring import wire
 
 POLL = 1.0  # seconds between checks of the row for a cancel flag (a backstop)
 START_WAIT = 0.05  # seconds the runner waits for its attempt to start before its bookkeeping

@@ -13,8 +13,9 @@ the CLI, the API, the dashboard) knows which implementation it has.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+from .config import Config
 from .job import Job
 
 
@@ -152,3 +153,14 @@ class Events(Protocol):
         """Build one record and write it; never raises."""
 
     def close(self) -> None: ...
+
+
+class Wiring(NamedTuple):
+    """The config, and the implementation of each seam, for one process."""
+
+    config: Config
+    store: Store
+    events: Events
+    liveness: Liveness
+    signaller: Signaller
+    executor: Executor

@@ -31,7 +31,7 @@ from .pipes import LineReader, send, set_environ, write_all
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .job import Job
-    from .wiring import Wiring
+    from .seams import Wiring
 
 SPARE_CODE = "import sys; from bgjobs.spare import serve; sys.exit(serve())"
 SPARE_IDLE = 300.0  # seconds a spare waits for a request before it exits unused

@@ -7,28 +7,15 @@ with one `Wiring` per config."""
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from .config import Config, load_config
 from .eventlog import EventLog
 from .executor import LocalExecutor
 from .liveness import FlockLiveness
-from .seams import Events, Executor, Liveness, Signaller, Store
+from .seams import Store, Wiring
 from .signaller import PidSignaller
 from .store import Store as SqliteStore
 from .store import highest_used_id
-
-
-class Wiring(NamedTuple):
-    """The config, and the implementation of each seam, for one process."""
-
-    config: Config
-    store: Store
-    events: Events
-    liveness: Liveness
-    signaller: Signaller
-    executor: Executor
-
 
 _cache: dict[tuple, Wiring] = {}
 

@@ -20,7 +20,7 @@ from .errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .wiring import Wiring
+    from .seams import Wiring
 
 SWEEP = 2.0  # seconds between sweeps (and heartbeats)
 
