@@ -923,9 +923,8 @@ def main() -> int:
             "sends its warm claimer to claim and boots the next one, a fresh interpreter that imports "
             "bgjobs and psycopg; a claimer that finds nothing to claim (another host's runner, running "
             "its chain, took the job) exits. The most runner processes alive at once under one worker "
-            f"(worker_slots {slots}), per round: {', '.join(str(p) for p in modes.peak)}: a host's free "
-            "slots are its worker_slots less its claimed jobs, so claimers booting or claiming do not "
-            "count against them."
+            f"(worker_slots {slots}; its warm claimer included), per round: "
+            f"{', '.join(str(p) for p in modes.peak)}."
         )
     if modes.server_cpu:
 
